@@ -1,0 +1,243 @@
+"""The `audit` command line. Thin by design: parse options, call the library, and turn
+library errors into one clear line on stderr with the SPEC §7 exit codes."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from audit.errors import AuditError, ConfigError
+
+__all__ = ["main", "cli"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"audit: error: {message}", err=True)
+    raise SystemExit(code)
+
+
+def friendly_errors(fn: F) -> F:
+    """One line on stderr instead of a traceback (AWU_AUDIT_DEBUG=1 shows the traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AuditError as exc:
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("audit: interrupted", err=True)
+            raise SystemExit(130) from None
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence for users
+            if os.environ.get("AWU_AUDIT_DEBUG"):
+                raise
+            _fail(f"unexpected {type(exc).__name__}: {exc} (set AWU_AUDIT_DEBUG=1 for details)", 1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="awu-audit")
+def cli() -> None:
+    """awu-audit: an independent auditor for Salesforce Agentforce consumption."""
+
+
+def _load(config: str | None) -> Any:
+    from audit.config import load_config
+
+    path = config or os.environ.get("AWU_AUDIT_CONFIG") or "awu-audit.toml"
+    if config is None and not Path(path).exists():
+        raise ConfigError(
+            "no config: pass --config FILE (see config.example.toml) or set AWU_AUDIT_CONFIG"
+        )
+    return load_config(path)
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[str, int, int | None], None]]:
+    """A rich progress display on stderr for long work; silent when not a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda stage, done, total: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+    console = Console(stderr=True)
+    tasks: dict[str, Any] = {}
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        console=console, transient=True,
+    ) as bar:
+
+        def update(stage: str, done: int, total: int | None) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+@cli.command()
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML config file.")
+@click.option("--since", help="Window start: ISO date (00:00Z) or datetime. Default: from the cursor.")
+@click.option("--until", help="Window end (exclusive). Default: now.")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object (SPEC §7).")
+@friendly_errors
+def run(config: str | None, since: str | None, until: str | None, as_json: bool) -> None:
+    """One audit: sync, recompute, findings, budgets, alerts."""
+    from audit.pipeline import parse_when, run_audit
+    from audit.summary import print_summary
+
+    cfg = _load(config)
+    s = parse_when(since, "--since") if since else None
+    u = parse_when(until, "--until") if until else None
+    with _progress(not as_json) as progress:
+        result = run_audit(cfg, since=s, until=u, progress=progress)
+    if as_json:
+        click.echo(json.dumps(result.output, sort_keys=False))
+    else:
+        print_summary(result, store_path=cfg.store.path)
+    raise SystemExit(result.exit_code)
+
+
+@cli.command()
+@click.option("--db", "db_path", default="awu-audit-demo.db", show_default=True,
+              type=click.Path(dir_okay=False), help="SQLite store to write.")
+@click.option("--actions", default=5000, show_default=True, help="Size of the generated org.")
+@click.option("--seed", default=7, show_default=True)
+@friendly_errors
+def demo(db_path: str, actions: int, seed: int) -> None:
+    """Generate an org, serve it from a mock Salesforce on loopback, audit it, print the summary."""
+    from audit.demo import run_demo
+
+    run_demo(Path(db_path), actions=actions, seed=seed)
+
+
+@cli.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Snapshot directory.")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--actions", default=2000, show_default=True)
+@click.option("--days", default=7, show_default=True)
+@click.option("--start", default="2026-10-01", show_default=True, help="First day (ISO date).")
+@click.option("--sandbox", is_flag=True, help="Mark the org as a sandbox.")
+@click.option("--api-version", default="62.0", show_default=True)
+@friendly_errors
+def fixtures(out: str, seed: int, actions: int, days: int, start: str, sandbox: bool,
+             api_version: str) -> None:
+    """Write a deterministic synthetic org snapshot (SPEC §8) with ground-truth labels."""
+    from fixtures.generator import generate_snapshot
+
+    try:
+        first = date.fromisoformat(start)
+    except ValueError:
+        raise ConfigError(f"--start must be an ISO date, got {start!r}") from None
+    if actions < 1 or days < 1:
+        raise ConfigError("--actions and --days must be at least 1")
+    with _progress(True) as progress:
+        labels = generate_snapshot(
+            Path(out), seed=seed, actions=actions, days=days, start=first, sandbox=sandbox,
+            api_version=api_version,
+            progress=lambda done, total: progress("generating actions", done, total),
+        )
+    t = labels["totals"]
+    click.echo(
+        f"wrote {out}: {t['actions']} actions in window {labels['window']['since']} .. "
+        f"{labels['window']['until']}, {labels['elf']['files']} log files; labels in {out}/labels.json"
+    )
+
+
+@cli.command("mock-org")
+@click.option("--data", required=True, type=click.Path(file_okay=False), help="Snapshot directory.")
+@click.option("--port", default=0, show_default=True, help="0 picks a free port.")
+@click.option("--tls-dir", required=True, type=click.Path(file_okay=False),
+              help="Where ca.pem is written once the port accepts connections.")
+@click.option("--faults", default="", help='Fault spec, e.g. "expire_token_after=50,unavailable=3".')
+@friendly_errors
+def mock_org(data: str, port: int, tls_dir: str, faults: str) -> None:
+    """Serve an org snapshot at https://127.0.0.1:PORT until Ctrl-C."""
+    from connector.mock.server import main as serve_main
+
+    try:
+        serve_main(Path(data), port, Path(tls_dir), faults)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+@cli.command()
+@click.option("--config", "config", type=click.Path(dir_okay=False))
+@click.option("--once", is_flag=True, help="Run the job now and exit (for cron/systemd).")
+@friendly_errors
+def schedule(config: str | None, once: bool) -> None:
+    """Run the audit on [schedule] cron (APScheduler), until SIGTERM/Ctrl-C."""
+    from audit.pipeline import run_audit
+    from audit.scheduler import run_scheduled
+
+    cfg = _load(config)
+
+    def job() -> str:
+        return run_audit(cfg, trigger="schedule", lock_wait_s=60.0).summary_line()
+
+    run_scheduled(cfg, job, once=once, log=lambda line: click.echo(line, err=True))
+
+
+@cli.command()
+@click.option("--config", "config", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["html", "md", "json"]), default="md",
+              show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
+@friendly_errors
+def report(config: str | None, fmt: str, out: str | None) -> None:
+    """Findings and usage from the store, as HTML, Markdown or JSON."""
+    from audit.report import render_report
+
+    cfg = _load(config)
+    text = render_report(cfg, fmt)
+    if out:
+        Path(out).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {out}", err=True)
+    else:
+        click.echo(text)
+
+
+@cli.group()
+def alerts() -> None:
+    """Alert channels."""
+
+
+@alerts.command("test")
+@click.option("--config", "config", type=click.Path(dir_okay=False))
+@friendly_errors
+def alerts_test(config: str | None) -> None:
+    """Send a test message to each configured channel and say which worked."""
+    from audit.alerts import send_test
+
+    cfg = _load(config)
+    results = send_test(cfg)
+    if not results:
+        raise ConfigError("no alert channels configured ([alerts.slack] / [alerts.email])")
+    failed = 0
+    for channel, outcome in sorted(results.items()):
+        click.echo(f"{channel}: {outcome}")
+        failed += outcome != "ok"
+    raise SystemExit(1 if failed else 0)
+
+
+def main() -> None:
+    cli(prog_name="audit")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,101 @@
+"""Records in logical field names: what the connector hands the audit engine.
+
+An `Action` is one reconciled agent action execution (SPEC §3.3): the union of an
+AgentWorkItem record and its EventLogFile rows, counted once. The audit engine is pure
+over these records; it never sees API field names, HTTP or SQLite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+__all__ = ["Action", "Case", "to_ms", "from_ms", "parse_sf_datetime", "format_iso_ms"]
+
+#: where an action came from: both sources, AgentWorkItem only, EventLogFile only,
+#: or Data 360 (a source of its own, never merged with the other two)
+SOURCES = ("both", "awi", "elf", "data360")
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    id: str  # AgentWorkItem Id (18), else the ELF REQUEST_ID / Data 360 request id
+    session_id: str | None
+    action_name: str
+    action_type: str | None  # Apex, Flow, ExternalAPI, Query, Retrieval, Response, Utility
+    channel: str  # "Text" | "Voice"
+    status: str  # "Success" | "Error"
+    tokens: int
+    started_at: datetime  # timezone-aware UTC
+    reported_awu: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    agent_id: str | None = None
+    agent_name: str | None = None
+    error_code: str | None = None
+    action_input: str | None = None
+    user_id: str | None = None
+    case_id: str | None = None
+    source: str = "both"
+    #: TOTAL_TOKENS from the log files when both sources have the action (SOURCE_GAP check)
+    elf_tokens: int | None = None
+    #: False for an action that is never billed (Utility; unmetered Data 360 events)
+    billable_override: bool | None = None
+    extra: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def started_ms(self) -> int:
+        return to_ms(self.started_at)
+
+    @property
+    def is_utility(self) -> bool:
+        return self.action_type == "Utility"
+
+    @property
+    def is_billable(self) -> bool:
+        if self.billable_override is not None:
+            return self.billable_override
+        return not self.is_utility
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    id: str
+    status: str | None
+    is_closed: bool
+    closed_at: datetime | None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def to_ms(dt: datetime) -> int:
+    """Integer milliseconds since the epoch (SPEC §4 compares retry gaps in whole ms)."""
+    delta = dt - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).replace(
+        microsecond=(ms % 1000) * 1000
+    )
+
+
+def parse_sf_datetime(value: str) -> datetime:
+    """Parse Salesforce datetimes: `2026-10-06T14:03:22.000+0000` (records),
+    `2026-10-06T14:03:22.123Z` (log files), and plain ISO forms. Returns aware UTC."""
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    elif len(text) > 5 and text[-5] in "+-" and text[-4:].isdigit() and text[-3] != ":":
+        text = f"{text[:-2]}:{text[-2:]}"
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc)
+
+
+def format_iso_ms(dt: datetime) -> str:
+    """`2026-10-06T14:03:22.123Z` — the store's and the JSON output's datetime form."""
+    dt = dt.astimezone(timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"

@@ -1,0 +1,403 @@
+"""One audit run, end to end: sync → reconcile → recompute → findings → store → budgets
+and alerts. `audit run` and the scheduler's nightly job both call `run_audit`."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from audit import alerts as alerts_mod
+from audit import budget as budget_mod
+from audit.config import Config
+from audit.errors import AuditError, ConfigError
+from audit.model import Action, format_iso_ms, parse_sf_datetime
+from audit.pricing import price_window
+from audit.reconcile import reconcile
+from audit.rules import KINDS, AuditResult, compute_totals, evaluate, finding_totals, fingerprint
+from audit.rules import severity_at_least
+from audit.store import Store
+
+__all__ = ["RunResult", "run_audit", "parse_when"]
+
+Progress = Callable[[str, int, "int | None"], None]
+
+
+@dataclass
+class RunResult:
+    output: dict[str, Any]  # the §7 JSON object
+    exit_code: int
+    top_findings: list[Any] = field(default_factory=list)
+    pricing_detail: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def summary_line(self) -> str:
+        t = self.output["totals"]
+        f = self.output["findings"]
+        wasted = sum(v["count"] for v in f.values())
+        return (
+            f"run {self.output['run_id'][:8]} ok: {t['actions']} actions, {t['awu']:g} AWU, "
+            f"${t['cost_usd']:,.2f}; {wasted} findings; "
+            f"{len(self.output['budget']['alerts_sent'])} alerts sent"
+        )
+
+
+def parse_when(value: str, name: str) -> datetime:
+    """`--since/--until`: an ISO date (00:00:00Z that day) or an ISO datetime (UTC if naive)."""
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            d = date.fromisoformat(text)
+            return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+        return parse_sf_datetime(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be an ISO date or datetime, got {value!r}") from None
+
+
+def run_audit(
+    cfg: Config,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    now: datetime | None = None,
+    trigger: str = "run",
+    progress: Progress | None = None,
+    lock_wait_s: float = 0.0,
+) -> RunResult:
+    """Sync, audit and alert once. Raises AuditError subclasses with one-line messages."""
+    # imported here so that `audit --help` stays fast and connector errors stay inside
+    from connector.client import SalesforceClient
+    from connector.sync import Syncer
+
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    if (since is None) != (until is None) and until is not None and since is None:
+        raise ConfigError("--until needs --since")
+    if since is not None and until is None:
+        until = now
+    if since is not None and until is not None and since >= until:
+        raise ConfigError("--since must be before --until")
+    progress = progress or (lambda stage, done, total: None)
+    kinds = set(cfg.source.kinds)
+    if "data360" in kinds:
+        raise ConfigError('source.kinds: the "data360" source is not available in this version yet')
+
+    # Everything that can fail before the sync (config, key, token, field mapping) fails
+    # before the store is opened: a failed start writes nothing.
+    with SalesforceClient(cfg) as client:
+        progress("connecting", 0, None)
+        client.connect()
+        run_id = uuid.uuid4().hex
+        syncer = Syncer(client, None, cfg, run_id=run_id, sync_start=now, progress=progress)
+        org = syncer.org_info()
+        if "agentworkitem" in kinds:
+            syncer.awi_fields()
+
+        with Store.open(cfg.store.path) as store, store.lock(wait_s=lock_wait_s):
+            syncer.store = store
+            window = (since, until) if since is not None and until is not None else None
+            store.start_run(
+                run_id,
+                started_at=format_iso_ms(now),
+                window_start=format_iso_ms(since) if since else None,
+                window_end=format_iso_ms(until) if until else None,
+                trigger=trigger,
+            )
+            try:
+                if "agentworkitem" in kinds:
+                    syncer.sync_awi(window)
+                if "eventlogfile" in kinds:
+                    syncer.sync_elf(window)
+                if window is None:
+                    start = _day_floor(now - timedelta(days=cfg.sync.initial_days))
+                    if syncer.report.earliest_changed:
+                        start = min(start, _day_floor(parse_sf_datetime(syncer.report.earliest_changed)))
+                    window = (start, now)
+                result = _audit_window(cfg, store, syncer, org, run_id, window, now, kinds, client)
+            except BaseException as exc:
+                outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                message = str(exc) if isinstance(exc, AuditError) else type(exc).__name__
+                store.finish_run(run_id, outcome=outcome, error=message, api_calls=client.api_calls)
+                raise
+    return result
+
+
+def _audit_window(
+    cfg: Config,
+    store: Store,
+    syncer: Any,
+    org: Any,
+    run_id: str,
+    window: tuple[datetime, datetime],
+    now: datetime,
+    kinds: set[str],
+    client: Any,
+) -> RunResult:
+    start, end = window
+    actions = _load_actions(store, window, kinds)
+    syncer.sync_cases(a.case_id for a in actions if a.case_id)
+
+    sandbox = org.is_sandbox
+    result = evaluate(
+        actions, cfg.rules, cfg.pricing, sandbox=sandbox,
+        multi_source={"agentworkitem", "eventlogfile"} <= kinds,
+    )
+    totals = compute_totals(actions, result.costs, sandbox=sandbox, pricing=cfg.pricing)
+    what_if = price_window(
+        actions, result.costs, cfg.pricing, window_start=start, window_end=end, sandbox=sandbox
+    )
+
+    with store.transaction():
+        store.replace_window(
+            "actions", format_iso_ms(start), format_iso_ms(end),
+            _action_rows(actions, result, sandbox, cfg), pk="id",
+        )
+        changes = store.sync_findings(
+            run_id, result.findings, window_start=format_iso_ms(start), window_end=format_iso_ms(end)
+        )
+        days = _days_between(start, end)
+        store.replace_daily_usage(days, _daily_usage(store, days))
+
+    budget_json, alerts_sent = _budgets_and_alerts(
+        cfg, store, run_id, window, now, result, changes, totals
+    )
+
+    bad_files = store.db.execute(
+        "SELECT count(*) FROM elf_files WHERE bad = 1 AND log_date >= ? AND log_date < ?",
+        [format_iso_ms(_day_floor(start)), format_iso_ms(end)],
+    ).fetchone()[0]
+    output = {
+        "run_id": run_id,
+        "org_id": org.org_id,
+        "is_sandbox": sandbox,
+        "window": {"start": format_iso_ms(start), "end": format_iso_ms(end)},
+        "totals": totals,
+        "findings": finding_totals(result.findings),
+        "budget": {**budget_json, "alerts_sent": alerts_sent},
+        "pricing": what_if.as_json(),
+        "sync": {
+            "records": syncer.report.records,
+            "elf_files_downloaded": syncer.report.elf_files_downloaded,
+            "elf_files_skipped": syncer.report.elf_files_skipped,
+        },
+        "data_quality": {"bad_records": len(result.bad_records) + int(bad_files)},
+    }
+    exit_code = 0
+    if cfg.run.fail_on != "off" and any(
+        severity_at_least(f.severity, cfg.run.fail_on) for f in result.findings
+    ):
+        exit_code = 1
+    store.finish_run(
+        run_id,
+        outcome="ok",
+        ended_at=format_iso_ms(datetime.now(timezone.utc)),
+        org_id=org.org_id,
+        is_sandbox=int(sandbox),
+        window_start=format_iso_ms(start),
+        window_end=format_iso_ms(end),
+        records=syncer.report.records,
+        elf_files_downloaded=syncer.report.elf_files_downloaded,
+        elf_files_skipped=syncer.report.elf_files_skipped,
+        actions=len(actions),
+        findings_open=len(result.findings),
+        alerts_sent=len(alerts_sent),
+        api_calls=client.api_calls,
+        summary=json.dumps(output, sort_keys=True),
+    )
+    top = sorted(result.findings, key=lambda f: (-f.wasted_usd, f.kind, f.key))[:5]
+    return RunResult(
+        output=output,
+        exit_code=exit_code,
+        top_findings=top,
+        pricing_detail=what_if.as_dict(),
+        notes=syncer.report.notes,
+    )
+
+
+# -- loading and writing --------------------------------------------------------------------
+def _load_actions(store: Store, window: tuple[datetime, datetime], kinds: set[str]) -> list[Action]:
+    start, end = window
+    # ELF rows may be stamped a little apart from their record: read a day of margin, and
+    # every record an in-window log row points at, then keep the actions in [start, end).
+    lo = format_iso_ms(start - timedelta(days=1))
+    hi = format_iso_ms(end + timedelta(days=1))
+    db = store.db
+    elf_rows = [
+        dict(r) for r in db.query(
+            "SELECT * FROM elf_events WHERE started_at >= ? AND started_at < ?", [lo, hi]
+        )
+    ]
+    awi_rows = {
+        r["id"]: dict(r) for r in db.query(
+            "SELECT * FROM awi_records WHERE started_at >= ? AND started_at < ?", [lo, hi]
+        )
+    }
+    referenced = sorted({r["work_item_id"] for r in elf_rows if r["work_item_id"]} - awi_rows.keys())
+    for i in range(0, len(referenced), 500):
+        chunk = referenced[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        for r in db.query(f"SELECT * FROM awi_records WHERE id IN ({marks})", chunk):
+            awi_rows[r["id"]] = dict(r)
+    if awi_rows:
+        ids = list(awi_rows)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            seen = {r["request_id"] for r in elf_rows}
+            for r in db.query(f"SELECT * FROM elf_events WHERE work_item_id IN ({marks})", chunk):
+                if r["request_id"] not in seen:
+                    elf_rows.append(dict(r))
+    return reconcile(
+        awi_rows.values(), elf_rows, window=window,
+        use_awi="agentworkitem" in kinds, use_elf="eventlogfile" in kinds,
+    )
+
+
+def _action_rows(
+    actions: list[Action], result: AuditResult, sandbox: bool, cfg: Config
+) -> list[dict[str, Any]]:
+    rows = []
+    discount = (1.0 - cfg.pricing.sandbox_discount) if sandbox else 1.0
+    for a in actions:
+        c = result.costs[a.id]
+        rows.append({
+            "id": a.id, "session_id": a.session_id, "agent_id": a.agent_id,
+            "agent_name": a.agent_name, "action_name": a.action_name,
+            "action_type": a.action_type, "channel": a.channel, "status": a.status,
+            "error_code": a.error_code, "tokens": a.tokens, "prompt_tokens": a.prompt_tokens,
+            "completion_tokens": a.completion_tokens, "reported_awu": a.reported_awu,
+            "elf_tokens": a.elf_tokens, "action_input": a.action_input, "user_id": a.user_id,
+            "case_id": a.case_id, "started_at": format_iso_ms(a.started_at), "source": a.source,
+            "billable": int(c.billable), "units": c.units, "multiplier": c.multiplier,
+            "awu": c.awu, "excess_awu": c.excess_awu, "credits": c.credits,
+            "cost_usd": c.cost_usd * discount, "fingerprint": fingerprint(a.action_input),
+            "day": a.started_at.date().isoformat(),
+        })
+    return rows
+
+
+def _daily_usage(store: Store, days: list[str]) -> list[dict[str, Any]]:
+    if not days:
+        return []
+    marks = ",".join("?" * len(days))
+    sql = f"""
+        SELECT day, coalesce(agent_name, agent_id, 'unknown') AS agent, channel,
+               count(*) AS actions, sum(billable) AS billable_actions, sum(tokens) AS tokens,
+               sum(awu) AS awu, sum(coalesce(reported_awu, 0)) AS reported_awu,
+               sum(credits) AS credits, sum(cost_usd) AS cost_usd
+        FROM actions WHERE day IN ({marks}) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    """
+    return [dict(r) for r in store.db.query(sql, days)]
+
+
+# -- budgets, forecasts, spikes, alerts -----------------------------------------------------
+def _budgets_and_alerts(
+    cfg: Config,
+    store: Store,
+    run_id: str,
+    window: tuple[datetime, datetime],
+    now: datetime,
+    result: AuditResult,
+    changes: Any,
+    totals: dict[str, Any],
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    start, end = window
+    channels, channel_errors = alerts_mod.channels_from_config(cfg)
+    names = sorted(set(channels) | set(channel_errors))
+    to_enqueue: list[alerts_mod.Alert] = []
+
+    periods = budget_mod.periods_overlapping(start, end)
+    status = None
+    for period in periods:
+        p_start, p_end = budget_mod.period_bounds(period)
+        used = _credits_between(store, p_start, p_end)
+        sent = alerts_mod.already_sent_thresholds(store, period)
+        status = budget_mod.evaluate_budget(period, used, cfg.budget, sent)
+        for threshold in status.new_thresholds:
+            to_enqueue.append(alerts_mod.budget_alert(status, threshold))
+
+    current = budget_mod.period_of(now)
+    p_start, p_end = budget_mod.period_bounds(current)
+    daily = _credits_by_day(store, p_start, p_end)
+    fc = budget_mod.forecast(current, daily, cfg.budget, now)
+    if fc is not None and fc.depletes_before_period_end:
+        to_enqueue.append(alerts_mod.forecast_alert(current, fc, cfg.budget))
+
+    spike_rows = [
+        (date.fromisoformat(r["day"]), r["agent"], r["action_name"], float(r["awu"] or 0))
+        for r in store.db.query(
+            "SELECT day, coalesce(agent_name, agent_id) AS agent, action_name, sum(awu) AS awu "
+            "FROM actions WHERE day >= ? AND day < ? GROUP BY 1, 2, 3",
+            [(_day_floor(start) - timedelta(days=cfg.budget.spike_trailing_days)).date().isoformat(),
+             end.date().isoformat() if end.time() == datetime.min.time() else (end.date() + timedelta(days=1)).isoformat()],
+        )
+    ]
+    for spike in budget_mod.detect_spikes(
+        spike_rows, factor=cfg.budget.spike_factor, trailing_days=cfg.budget.spike_trailing_days
+    ):
+        if start.date() <= spike.day < (end + timedelta(microseconds=-1)).date() + timedelta(days=1):
+            to_enqueue.append(alerts_mod.spike_alert(spike))
+
+    new_ids = set(changes.new_ids) | set(getattr(changes, "reopened_ids", ()))
+    new_findings = [f for f in result.findings if f.id in new_ids]
+    digest = alerts_mod.digest_alert(now.date().isoformat(), new_findings, totals)
+    if digest is not None:
+        to_enqueue.append(digest)
+
+    if names:
+        alerts_mod.enqueue(store, to_enqueue, names, run_id, now)
+    sent_now = alerts_mod.deliver_pending(store, channels, run_id, now) if names else []
+
+    assert status is not None
+    last = periods[-1]
+    depletion = None
+    if fc is not None and last == current:
+        depletion = fc.depletion_date.isoformat() if fc.depletion_date else None
+    budget_json = {
+        "period": last,
+        "credits": _num(cfg.budget.credits),
+        "used_credits": round(status.used_credits, 6),
+        "used_pct": round(status.used_pct, 6),
+        "thresholds_crossed": status.thresholds_crossed,
+        "depletion_date": depletion,
+    }
+    return budget_json, sent_now
+
+
+def _credits_between(store: Store, start: datetime, end: datetime) -> float:
+    row = store.db.execute(
+        "SELECT coalesce(sum(credits), 0) FROM actions WHERE started_at >= ? AND started_at < ?",
+        [format_iso_ms(start), format_iso_ms(end)],
+    ).fetchone()
+    return float(row[0])
+
+
+def _credits_by_day(store: Store, start: datetime, end: datetime) -> dict[date, float]:
+    rows = store.db.execute(
+        "SELECT day, sum(credits) FROM actions WHERE started_at >= ? AND started_at < ? GROUP BY day",
+        [format_iso_ms(start), format_iso_ms(end)],
+    ).fetchall()
+    return {date.fromisoformat(d): float(c) for d, c in rows}
+
+
+def _days_between(start: datetime, end: datetime) -> list[str]:
+    days = []
+    d = start.date()
+    last = (end - timedelta(microseconds=1)).date()
+    while d <= last:
+        days.append(d.isoformat())
+        d += timedelta(days=1)
+    return days
+
+
+def _day_floor(dt: datetime) -> datetime:
+    return dt.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _num(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
+_ = KINDS  # re-exported for callers that print every kind

@@ -1,0 +1,84 @@
+"""`audit report`: findings and usage from the store as HTML, Markdown or JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from audit.config import Config
+from audit.errors import StoreError
+from audit.rules import KINDS
+from audit.store import Store
+
+__all__ = ["build_report", "render_report"]
+
+
+def build_report(store: Store, *, top: int = 20) -> dict[str, Any]:
+    """Everything a report shows, read from the store (no network)."""
+    db = store.db
+    last = next(iter(db.query(
+        "SELECT * FROM runs WHERE outcome = 'ok' ORDER BY started_at DESC LIMIT 1"
+    )), None)
+    if last is None:
+        raise StoreError(f"{store.path} holds no completed run yet; run `audit run` first")
+    by_kind = {k: {"count": 0, "wasted_awu": 0.0, "wasted_usd": 0.0} for k in KINDS}
+    for r in db.query(
+        "SELECT kind, count(*) AS n, sum(wasted_awu) AS awu, sum(wasted_usd) AS usd "
+        "FROM findings WHERE status = 'open' GROUP BY kind"
+    ):
+        by_kind[r["kind"]] = {
+            "count": r["n"], "wasted_awu": round(r["awu"] or 0, 6), "wasted_usd": round(r["usd"] or 0, 6)
+        }
+    top_findings = [
+        {k: r[k] for k in ("kind", "severity", "agent", "action_name", "wasted_awu", "wasted_usd",
+                           "explanation", "started_at")}
+        for r in db.query(
+            "SELECT * FROM findings WHERE status = 'open' AND kind != 'AWU_MISMATCH' "
+            "ORDER BY wasted_usd DESC, kind, key LIMIT ?", [top]
+        )
+    ]
+    total_awu = db.execute("SELECT coalesce(sum(awu), 0) FROM actions").fetchone()[0] or 0.0
+    waste_by_action = [
+        {**dict(r), "share_of_spend": round((r["awu"] or 0) / total_awu, 6) if total_awu else 0.0}
+        for r in db.query(
+            """SELECT a.action_name, count(DISTINCT a.id) AS actions, sum(a.awu) AS awu,
+                      (SELECT coalesce(sum(f.wasted_awu), 0) FROM findings f
+                        WHERE f.status = 'open' AND f.action_name = a.action_name
+                          AND f.kind IN ('CEILING_BREACH','RETRY','RETRY_LOOP','REDUNDANT_RETRIEVAL')
+                      ) AS wasted_awu
+               FROM actions a GROUP BY a.action_name ORDER BY wasted_awu DESC, awu DESC LIMIT 15"""
+        )
+    ]
+    daily = [dict(r) for r in db.query(
+        "SELECT day, sum(actions) AS actions, sum(awu) AS awu, sum(reported_awu) AS reported_awu, "
+        "sum(credits) AS credits, sum(cost_usd) AS cost_usd FROM daily_usage GROUP BY day ORDER BY day"
+    )]
+    summary = json.loads(last["summary"]) if last.get("summary") else {}
+    return {
+        "run": {k: last.get(k) for k in ("id", "started_at", "ended_at", "window_start",
+                                         "window_end", "org_id", "is_sandbox")},
+        "last_run": summary,
+        "findings": by_kind,
+        "top_findings": top_findings,
+        "waste_by_action": waste_by_action,
+        "daily_usage": daily,
+    }
+
+
+def render_report(cfg: Config, fmt: str) -> str:
+    if not cfg.store.path.exists():
+        raise StoreError(f"no store at {cfg.store.path}; run `audit run` first")
+    with Store.open(cfg.store.path) as store:
+        data = build_report(store)
+    if fmt == "json":
+        return json.dumps(data, indent=2, sort_keys=True)
+    env = Environment(
+        loader=PackageLoader("audit", "templates"),
+        autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    template = env.get_template("report.html.j2" if fmt == "html" else "report.md.j2")
+    return template.render(**data)

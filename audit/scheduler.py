@@ -1,0 +1,186 @@
+"""The nightly schedule: one audit job on `[schedule] cron` (APScheduler 3.x).
+
+At most one run at a time, missed runs coalesced into one, each run's outcome logged as
+one line, and SIGTERM/SIGINT let the current run finish before the process exits.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from types import FrameType
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.job import Job
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+
+from audit.config import Config, ScheduleConfig
+from audit.errors import AuditError, ConfigError
+
+__all__ = ["JOB_ID", "make_trigger", "add_audit_job", "run_job_logged", "run_scheduled"]
+
+JOB_ID = "awu-audit"
+
+
+class WallClockCronTrigger(CronTrigger):
+    """A CronTrigger that fires at most once per local wall-clock time.
+
+    When clocks go back, a local time such as 02:00 happens twice; plain CronTrigger fires
+    at both. Like cron, this one skips fire times whose wall-clock time is not later than
+    the previous fire time's.
+    """
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        nxt: datetime | None = super().get_next_fire_time(previous_fire_time, now)
+        if previous_fire_time is None:
+            return nxt
+        prev_wall = previous_fire_time.astimezone(self.timezone).replace(tzinfo=None)
+        while nxt is not None and nxt.astimezone(self.timezone).replace(tzinfo=None) <= prev_wall:
+            nxt = super().get_next_fire_time(nxt, nxt + timedelta(microseconds=1))
+        return nxt
+
+
+def make_trigger(schedule: ScheduleConfig) -> CronTrigger:
+    """The trigger for `[schedule]`; ConfigError names the bad key."""
+    try:
+        tz = ZoneInfo(schedule.timezone)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ConfigError(
+            f"config key schedule.timezone: unknown time zone {schedule.timezone!r} "
+            '(use an IANA name such as "UTC" or "Europe/Paris")'
+        ) from None
+    try:
+        return WallClockCronTrigger.from_crontab(schedule.cron, timezone=tz)
+    except ValueError as exc:
+        raise ConfigError(
+            f"config key schedule.cron: {schedule.cron!r} is not a 5-field crontab "
+            f"expression ({exc})"
+        ) from None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def run_job_logged(job: Callable[[], str], log: Callable[[str], None]) -> None:
+    """Run the job once and log its outcome as one line; never raises an Exception, so
+    the scheduler keeps running and the next night runs."""
+    try:
+        summary = job()
+    except AuditError as exc:
+        log(f"audit run failed: {_one_line(str(exc))}")
+    except Exception as exc:  # logged as one line; the next scheduled run still happens
+        detail = _one_line(str(exc))
+        log(f"audit run failed: {type(exc).__name__}" + (f": {detail}" if detail else ""))
+    else:
+        log(_one_line(summary))
+
+
+def add_audit_job(
+    scheduler: BaseScheduler,
+    job: Callable[[], str],
+    *,
+    trigger: BaseTrigger,
+    misfire_grace_s: int,
+    log: Callable[[str], None] = print,
+    next_run_time: datetime | None = None,
+) -> Job:
+    """Add the one audit job: max_instances=1, coalesce=True, the configured grace time.
+
+    `next_run_time` overrides the first fire time (e.g. now, to run at once).
+    """
+    kwargs: dict[str, Any] = {}
+    if next_run_time is not None:
+        kwargs["next_run_time"] = next_run_time
+    return scheduler.add_job(
+        run_job_logged,
+        trigger=trigger,
+        args=(job, log),
+        id=JOB_ID,
+        name="awu-audit run",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=misfire_grace_s,
+        replace_existing=True,
+        **kwargs,
+    )
+
+
+class _StopRequested(Exception):
+    pass
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _StopRequested(signal.Signals(signum).name)
+
+
+def run_scheduled(
+    cfg: Config,
+    job: Callable[[], str],
+    *,
+    once: bool = False,
+    scheduler: BaseScheduler | None = None,
+    log: Callable[[str], None] = print,
+    run_now: bool = False,
+) -> None:
+    """Run `job` on `[schedule] cron` until SIGTERM/SIGINT; `once` runs it now and returns.
+
+    `job` returns a one-line summary. In `once` mode its exceptions propagate (the CLI
+    turns them into an exit code); on the schedule they are logged as one line. `run_now`
+    adds an immediate first run before following the schedule. On SIGTERM/SIGINT the
+    scheduler shuts down after the current run finishes (a second signal aborts it:
+    the pipeline writes in transactions, so that is safe too).
+    """
+    trigger = make_trigger(cfg.schedule)
+    if once:
+        log(_one_line(job()))
+        return
+    tz = trigger.timezone
+    sched = scheduler or BlockingScheduler(timezone=tz)
+    now = datetime.now(timezone.utc)
+    add_audit_job(
+        sched,
+        job,
+        trigger=trigger,
+        misfire_grace_s=cfg.schedule.misfire_grace_s,
+        log=log,
+        next_run_time=now if run_now else None,
+    )
+    first = now if run_now else trigger.get_next_fire_time(None, now)
+    when = first.astimezone(tz).isoformat(timespec="seconds") if first else "never"
+    log(
+        f"awu-audit scheduler started: cron {cfg.schedule.cron!r} "
+        f"({cfg.schedule.timezone}); next run {when}"
+    )
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous: dict[int, Any] = {}
+    if in_main:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, _raise_stop)
+    try:
+        # The handler raises in the main thread, unwinding out of the scheduler's wait;
+        # the shutdown then happens here, outside the signal handler.
+        sched.start()
+        while sched.running:  # a BackgroundScheduler returns from start() at once
+            time.sleep(0.2)
+    except _StopRequested as stop:
+        for sig, handler in previous.items():  # a second signal now aborts
+            signal.signal(sig, handler)
+        previous.clear()
+        log(f"awu-audit scheduler: {stop} received; stopping after the current run")
+        if sched.running:
+            sched.shutdown(wait=True)
+        log("awu-audit scheduler stopped")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

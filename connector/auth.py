@@ -1,0 +1,139 @@
+"""OAuth 2.0 JWT bearer flow: build the signed assertion (pyjwt) and exchange it for an
+access token (httpx). Salesforce returns no `expires_in`; the token is renewed when the
+org refuses it, never on a timer."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from audit.config import SalesforceConfig
+from audit.errors import AuthError, ConfigError, SalesforceError
+
+__all__ = ["Token", "TokenProvider", "build_assertion", "load_private_key", "audience_for"]
+
+#: Salesforce accepts an assertion whose exp is at most a few minutes ahead
+ASSERTION_LIFETIME_S = 180
+
+
+@dataclass(frozen=True)
+class Token:
+    access_token: str
+    instance_url: str
+    id_url: str
+    issued_at: str
+
+    def __repr__(self) -> str:  # never print the token itself
+        return f"Token(instance_url={self.instance_url!r})"
+
+
+def load_private_key(path: Path) -> rsa.RSAPrivateKey:
+    """Read the connected app's RSA private key (PEM); ConfigError names the file."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"salesforce.private_key_file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"salesforce.private_key_file unreadable: {path} ({exc.strerror})") from None
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"salesforce.private_key_file {path} is not an unencrypted PEM private key"
+        ) from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ConfigError(f"salesforce.private_key_file {path} is not an RSA key (RS256 needs one)")
+    return key
+
+
+def audience_for(login_url: str) -> str:
+    """The JWT `aud`: login/test.salesforce.com as given; a My Domain follows its org kind
+    (sandbox My Domains authenticate against test.salesforce.com)."""
+    parts = urlsplit(login_url)
+    host = (parts.hostname or "").lower()
+    if host.endswith(".sandbox.my.salesforce.com"):
+        return "https://test.salesforce.com"
+    if host.endswith(".my.salesforce.com"):
+        return "https://login.salesforce.com"
+    return login_url.rstrip("/")
+
+
+def build_assertion(
+    *, consumer_key: str, username: str, audience: str, key: rsa.RSAPrivateKey, now: float
+) -> str:
+    """The signed RS256 assertion: iss = consumer key, sub = username, aud, exp ≤ 3 min."""
+    claims = {
+        "iss": consumer_key,
+        "sub": username,
+        "aud": audience,
+        "exp": int(now) + ASSERTION_LIFETIME_S,
+    }
+    return jwt.encode(claims, key, algorithm="RS256")
+
+
+class TokenProvider:
+    """Exchanges a fresh assertion for an access token whenever asked."""
+
+    def __init__(self, cfg: SalesforceConfig, http: httpx.Client, key: rsa.RSAPrivateKey):
+        self._cfg = cfg
+        self._http = http
+        self._key = key
+        self.exchanges = 0
+
+    def fetch(self) -> Token:
+        cfg = self._cfg
+        assertion = build_assertion(
+            consumer_key=cfg.consumer_key,
+            username=cfg.username,
+            audience=audience_for(cfg.login_url),
+            key=self._key,
+            now=time.time(),
+        )
+        url = cfg.login_url.rstrip("/") + "/services/oauth2/token"
+        try:
+            resp = self._http.post(
+                url,
+                data={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion},
+                headers={"Accept": "application/json"},
+            )
+        except httpx.HTTPError as exc:
+            raise SalesforceError(
+                f"cannot reach {cfg.login_url}: {type(exc).__name__}: {_short(exc)}"
+            ) from None
+        self.exchanges += 1
+        body = _json_or_none(resp)
+        if resp.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
+            error = body.get("error") if isinstance(body, dict) else None
+            desc = body.get("error_description") if isinstance(body, dict) else None
+            if error or resp.status_code in (400, 401, 403):
+                raise AuthError(
+                    f"Salesforce refused the JWT login ({error or resp.status_code}): "
+                    f"{desc or 'no description'} — check salesforce.consumer_key, username, "
+                    "login_url and the certificate uploaded to the connected app"
+                )
+            raise SalesforceError(f"token endpoint {url} answered HTTP {resp.status_code}")
+        return Token(
+            access_token=body["access_token"],
+            instance_url=str(body.get("instance_url") or cfg.login_url).rstrip("/"),
+            id_url=str(body.get("id", "")),
+            issued_at=str(body.get("issued_at", "")),
+        )
+
+
+def _json_or_none(resp: httpx.Response) -> object:
+    try:
+        return resp.json()
+    except ValueError:
+        return None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return text[:200]
