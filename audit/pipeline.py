@@ -189,14 +189,17 @@ def _audit_window(
         severity_at_least(f.severity, cfg.run.fail_on) for f in result.findings
     ):
         exit_code = 1
+    store.upsert(
+        "runs",
+        [{"id": run_id, "window_start": format_iso_ms(start), "window_end": format_iso_ms(end)}],
+        "id",
+    )
     store.finish_run(
         run_id,
         outcome="ok",
         ended_at=format_iso_ms(datetime.now(timezone.utc)),
         org_id=org.org_id,
         is_sandbox=int(sandbox),
-        window_start=format_iso_ms(start),
-        window_end=format_iso_ms(end),
         records=syncer.report.records,
         elf_files_downloaded=syncer.report.elf_files_downloaded,
         elf_files_skipped=syncer.report.elf_files_skipped,
@@ -308,6 +311,8 @@ def _budgets_and_alerts(
     names = sorted(set(channels) | set(channel_errors))
     to_enqueue: list[alerts_mod.Alert] = []
 
+    top_lines = [f.explanation for f in sorted(
+        result.findings, key=lambda f: (-f.wasted_usd, f.kind, f.key))[:3] if f.wasted_usd > 0]
     periods = budget_mod.periods_overlapping(start, end)
     status = None
     for period in periods:
@@ -316,14 +321,22 @@ def _budgets_and_alerts(
         sent = alerts_mod.already_sent_thresholds(store, period)
         status = budget_mod.evaluate_budget(period, used, cfg.budget, sent)
         for threshold in status.new_thresholds:
-            to_enqueue.append(alerts_mod.budget_alert(status, threshold))
+            to_enqueue.append(alerts_mod.budget_threshold_alert(
+                period, threshold, used_credits=status.used_credits,
+                budget_credits=cfg.budget.credits, top_findings=top_lines,
+            ))
 
     current = budget_mod.period_of(now)
     p_start, p_end = budget_mod.period_bounds(current)
     daily = _credits_by_day(store, p_start, p_end)
     fc = budget_mod.forecast(current, daily, cfg.budget, now)
     if fc is not None and fc.depletes_before_period_end:
-        to_enqueue.append(alerts_mod.forecast_alert(current, fc, cfg.budget))
+        assert fc.depletion_date is not None
+        to_enqueue.append(alerts_mod.forecast_alert(
+            current, fc.depletion_date.isoformat(), used_credits=fc.used_credits,
+            budget_credits=cfg.budget.credits, burn_per_day=fc.burn_per_day,
+            top_findings=top_lines,
+        ))
 
     spike_rows = [
         (date.fromisoformat(r["day"]), r["agent"], r["action_name"], float(r["awu"] or 0))
@@ -338,11 +351,23 @@ def _budgets_and_alerts(
         spike_rows, factor=cfg.budget.spike_factor, trailing_days=cfg.budget.spike_trailing_days
     ):
         if start.date() <= spike.day < (end + timedelta(microseconds=-1)).date() + timedelta(days=1):
-            to_enqueue.append(alerts_mod.spike_alert(spike))
+            per_awu = cfg.pricing.credits_per_awu
+            to_enqueue.append(alerts_mod.spike_alert(
+                spike.day.isoformat(), credits=spike.awu * per_awu,
+                baseline_credits=spike.trailing_median * per_awu,
+                top_findings=(
+                    f"Grew most: agent {spike.top_agent or 'unknown'} "
+                    f"(+{spike.top_agent_growth_awu:,.1f} AWU), action {spike.top_action} "
+                    f"(+{spike.top_action_growth_awu:,.1f} AWU).",
+                ),
+            ))
 
     new_ids = set(changes.new_ids) | set(getattr(changes, "reopened_ids", ()))
     new_findings = [f for f in result.findings if f.id in new_ids]
-    digest = alerts_mod.digest_alert(now.date().isoformat(), new_findings, totals)
+    digest = alerts_mod.digest_alert(
+        now.date().isoformat(), new_findings, totals=totals,
+        resolved=len(getattr(changes, "resolved_ids", ())),
+    )
     if digest is not None:
         to_enqueue.append(digest)
 

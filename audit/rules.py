@@ -65,7 +65,7 @@ _SEVERITY_ORDER = {sev: i for i, sev in enumerate(SEVERITIES)}  # info < warning
 _MISMATCH_TOLERANCE = 1e-9
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Finding:
     id: str
     kind: str
@@ -181,8 +181,8 @@ class _Ctx:
             session_id=first.session_id,
             agent=agent_label(first),
             action_name=action_name,
-            action_ids=tuple(a.id for a in actions),
-            started_at=min(a.started_at for a in actions),
+            action_ids=tuple([a.id for a in actions]),
+            started_at=first.started_at if len(actions) == 1 else min(a.started_at for a in actions),
             wasted_awu=wasted_awu,
             wasted_usd=self.usd(wasted_awu),
             explanation=explanation,

@@ -228,7 +228,7 @@ class Syncer:
         else:
             since_bound = parse_sf_datetime(since_bound)
 
-        listings: list[str] = []
+        backfill: list[str] = []
         todo: list[Interval] = []
         if window is not None:
             todo = subtract_intervals(
@@ -237,7 +237,7 @@ class Syncer:
                  (format_iso_ms(since_bound), "9999-12-31T00:00:00.000Z")],
             )
             for lo, hi in todo:
-                listings.append(
+                backfill.append(
                     f"{base} AND LogDate >= {datetime_literal(parse_sf_datetime(lo))} AND LogDate < "
                     f"{datetime_literal(parse_sf_datetime(hi), round_up=True)} "
                     f"AND CreatedDate <= {cap} {order}"
@@ -245,32 +245,36 @@ class Syncer:
         created_cursor = state.get("created_cursor")
         if created_cursor:
             settle = parse_sf_datetime(created_cursor) - timedelta(hours=self.cfg.sync.elf_settle_hours)
-            listings.append(
+            incremental = (
                 f"{base} AND CreatedDate > {datetime_literal(settle)} AND CreatedDate <= {cap} {order}"
             )
         else:
-            listings.append(
-                f"{base} AND LogDate >= {datetime_literal(since_bound)} AND CreatedDate <= {cap} {order}"
+            # files created since the first sync's start: new days, and old days re-published
+            incremental = (
+                f"{base} AND CreatedDate >= {datetime_literal(since_bound)} AND CreatedDate <= {cap} {order}"
             )
 
         files: dict[str, dict[str, Any]] = {}
-        for soql in listings:
+        for soql in backfill:
             for rec in self.client.query_all(soql):
                 files[str(rec["Id"])] = rec
-        ordered = sorted(files.values(), key=_file_order)
-        total = len(ordered)
+        # only the incremental listing moves the CreatedDate cursor: a backfill of an old
+        # window must not make the nightly settle re-check jump
         newest = created_cursor
-        for n, rec in enumerate(ordered, 1):
-            self._process_file(rec)
+        for rec in self.client.query_all(incremental):
+            files[str(rec["Id"])] = rec
             created = format_iso_ms(parse_sf_datetime(rec["CreatedDate"]))
             if newest is None or created > newest:
                 newest = created
+        ordered = sorted(files.values(), key=_file_order)
+        total = len(ordered)
+        for n, rec in enumerate(ordered, 1):
+            self._process_file(rec)
             self.progress("EventLogFiles", n, total)
 
         with self.store.transaction():
-            state = {**(self.store.get_sync_state("eventlogfile") or state), **{
-                "since_bound": state["since_bound"],
-            }}
+            state = {**(self.store.get_sync_state("eventlogfile") or state),
+                     "since_bound": state["since_bound"]}
             if newest:
                 state["created_cursor"] = newest
             state["covered"] = merge_intervals([*state.get("covered", []), *todo])
@@ -279,7 +283,7 @@ class Syncer:
     def _process_file(self, rec: dict[str, Any]) -> None:
         file_id = str(rec["Id"])
         created = format_iso_ms(parse_sf_datetime(rec["CreatedDate"]))
-        known = self.store.get_elf_file(file_id)
+        known = _elf_file(self.store, file_id)
         if known is not None and known["created_date"] == created:
             self.report.elf_files_skipped += 1
             return
@@ -305,7 +309,7 @@ class Syncer:
                 rows = []
         with self.store.transaction():
             if rows:
-                self.store.upsert_elf_events(rows)
+                _upsert_elf_events(self.store, rows)
             self.store.upsert(
                 "elf_files",
                 [{
@@ -337,7 +341,7 @@ class Syncer:
         if not wanted:
             return
         state = self.store.get_sync_state("case") or {}
-        known = self.store.known_ids("cases", wanted)
+        known = _known_ids(self.store, "cases", wanted)
         unknown = [c for c in wanted if c not in known]
         batches: list[str] = []
         for chunk in _chunks(unknown, 200):
@@ -365,6 +369,48 @@ class Syncer:
                 "case", {"synced_at": format_iso_ms(self.sync_start)}, self.run_id
             )
         self.report.cases += len(rows)
+
+
+# -- store operations of the sync ---------------------------------------------------------
+_ELF_EVENT_COLUMNS = (
+    "request_id", "work_item_id", "session_id", "user_id", "agent_id", "action_name",
+    "action_type", "channel", "status", "prompt_tokens", "completion_tokens", "tokens",
+    "reported_awu", "started_at", "file_id", "file_created_date", "file_sequence",
+)
+# A copy of a REQUEST_ID replaces the stored one only if its file is newer: latest
+# CreatedDate, then higher Sequence, then larger Id (SPEC §3.2). Processing files in any
+# order therefore ends with the same rows.
+_UPSERT_ELF_SQL = (
+    f"INSERT INTO elf_events ({', '.join(_ELF_EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _ELF_EVENT_COLUMNS)}) "
+    "ON CONFLICT (request_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _ELF_EVENT_COLUMNS[1:])
+    + " WHERE (excluded.file_created_date, excluded.file_sequence, excluded.file_id) >= "
+    "(elf_events.file_created_date, elf_events.file_sequence, elf_events.file_id)"
+)
+
+
+def _upsert_elf_events(store: Any, rows: list[dict[str, Any]]) -> None:
+    store.db.conn.executemany(
+        _UPSERT_ELF_SQL, [tuple(r.get(c) for c in _ELF_EVENT_COLUMNS) for r in rows]
+    )
+
+
+def _elf_file(store: Any, file_id: str) -> dict[str, Any] | None:
+    row = store.db.conn.execute(
+        "SELECT id, created_date FROM elf_files WHERE id = ?", (file_id,)
+    ).fetchone()
+    return {"id": row[0], "created_date": row[1]} if row else None
+
+
+def _known_ids(store: Any, table: str, ids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in _chunks(ids, 500):
+        marks = ",".join("?" * len(chunk))
+        found.update(r[0] for r in store.db.conn.execute(
+            f"SELECT id FROM {ident(table)} WHERE id IN ({marks})", chunk
+        ))
+    return found
 
 
 # -- helpers ------------------------------------------------------------------------------
