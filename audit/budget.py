@@ -48,7 +48,10 @@ def period_bounds(period: str) -> tuple[datetime, datetime]:
         start = datetime(year, month, 1, tzinfo=timezone.utc)
     except ValueError:
         raise ValueError(f"not a budget period (YYYY-MM): {period!r}") from None
-    end = datetime(year + 1, 1, 1, tzinfo=timezone.utc) if month == 12 else start.replace(month=month + 1)
+    if month == 12:
+        end = datetime(year + 1, 1, 1, tzinfo=timezone.utc)
+    else:
+        end = start.replace(month=month + 1)
     return start, end
 
 

@@ -198,13 +198,15 @@ def schedule(config: str | None, once: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["html", "md", "json"]), default="md",
               show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False),
+              help="Read this store instead of the config's [store] path (e.g. awu-audit-demo.db).")
 @friendly_errors
-def report(config: str | None, fmt: str, out: str | None) -> None:
+def report(config: str | None, fmt: str, out: str | None, db_path: str | None) -> None:
     """Findings and usage from the store, as HTML, Markdown or JSON."""
     from audit.report import render_report
 
-    cfg = _load(config)
-    text = render_report(cfg, fmt)
+    store = Path(db_path) if db_path else _load(config).store.path
+    text = render_report(store, fmt)
     if out:
         Path(out).write_text(text, encoding="utf-8")
         click.echo(f"wrote {out}", err=True)

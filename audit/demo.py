@@ -72,7 +72,8 @@ def run_demo(db_path: Path, *, actions: int = 5000, seed: int = 7) -> None:
     print_summary(result, store_path=db_path, console=console)
     console.print(
         f"Demo finished in {time.monotonic() - started:.1f} s. Explore the store with "
-        f"`sqlite3 {db_path.name}` or `audit report` (config [store] path = \"{db_path.name}\")."
+        f"`audit report --db {db_path.name}` (or --format html --out report.html).",
+        markup=False,
     )
 
 

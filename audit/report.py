@@ -7,7 +7,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from audit.config import Config
+from pathlib import Path
 from audit.errors import StoreError
 from audit.rules import KINDS
 from audit.store import Store
@@ -67,10 +67,10 @@ def build_report(store: Store, *, top: int = 20) -> dict[str, Any]:
     }
 
 
-def render_report(cfg: Config, fmt: str) -> str:
-    if not cfg.store.path.exists():
-        raise StoreError(f"no store at {cfg.store.path}; run `audit run` first")
-    with Store.open(cfg.store.path) as store:
+def render_report(store_path: Path, fmt: str) -> str:
+    if not store_path.exists():
+        raise StoreError(f"no store at {store_path}; run `audit run` first")
+    with Store.open(store_path) as store:
         data = build_report(store)
     if fmt == "json":
         return json.dumps(data, indent=2, sort_keys=True)

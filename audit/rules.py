@@ -151,7 +151,11 @@ class _Ctx:
     """What every rule needs: config, costs, and the AWU → dollars conversion."""
 
     def __init__(
-        self, rules: RulesConfig, pricing: PricingConfig, costs: Mapping[str, ActionCost], sandbox: bool
+        self,
+        rules: RulesConfig,
+        pricing: PricingConfig,
+        costs: Mapping[str, ActionCost],
+        sandbox: bool,
     ) -> None:
         self.rules = rules
         self.pricing = pricing
@@ -173,6 +177,9 @@ class _Ctx:
         action_name: str | None,
     ) -> Finding:
         first = actions[0]
+        started_at = first.started_at
+        if len(actions) > 1:
+            started_at = min(a.started_at for a in actions)
         return Finding(
             id=finding_id(kind, *key_parts),
             kind=kind,
@@ -182,7 +189,7 @@ class _Ctx:
             agent=agent_label(first),
             action_name=action_name,
             action_ids=tuple([a.id for a in actions]),
-            started_at=first.started_at if len(actions) == 1 else min(a.started_at for a in actions),
+            started_at=started_at,
             wasted_awu=wasted_awu,
             wasted_usd=self.usd(wasted_awu),
             explanation=explanation,
@@ -371,7 +378,8 @@ def _ceiling_breach(ctx: _Ctx, action: Action, cost: ActionCost) -> Finding:
         "channel": action.channel,
     }
     return ctx.finding(
-        "CEILING_BREACH", (action.id,), [action], wasted, text, detail, action_name=action.action_name
+        "CEILING_BREACH", (action.id,), [action], wasted, text, detail,
+        action_name=action.action_name,
     )
 
 
@@ -476,7 +484,9 @@ def _source_gap(ctx: _Ctx, action: Action) -> Finding | None:
             f"{name} ({action.id}) is in the Event Monitoring logs but has no AgentWorkItem "
             f"record."
         )
-    elif action.source == "both" and action.elf_tokens is not None and action.elf_tokens != action.tokens:
+    elif action.source == "both" and (
+        action.elf_tokens is not None and action.elf_tokens != action.tokens
+    ):
         text = (
             f"The two sources disagree on {name} ({action.id}): {action.tokens:,} tokens in "
             f"AgentWorkItem, {action.elf_tokens:,} in the Event Monitoring logs."
@@ -492,10 +502,11 @@ def _long_conversation(ctx: _Ctx, session_id: str, session_actions: Sequence[Act
     flex = sum(ctx.usd(ctx.costs[a.id].awu) for a in session_actions)
     per_conversation = ctx.pricing.per_conversation_usd
     saving = flex - per_conversation
+    price = f"per-conversation pricing ({_usd_text(per_conversation)})"
     if saving > 0:
-        outcome = f"per-conversation pricing ({_usd_text(per_conversation)}) would save {_usd_text(saving)}"
+        outcome = f"{price} would save {_usd_text(saving)}"
     else:
-        outcome = f"per-conversation pricing ({_usd_text(per_conversation)}) would not be cheaper"
+        outcome = f"{price} would not be cheaper"
     text = (
         f"One conversation ran {_plural(n, 'billable action')} "
         f"(more than {ctx.rules.long_conversation_actions}) and cost {_usd_text(flex)} in Flex "

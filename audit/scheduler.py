@@ -43,10 +43,22 @@ class WallClockCronTrigger(CronTrigger):
         nxt: datetime | None = super().get_next_fire_time(previous_fire_time, now)
         if previous_fire_time is None:
             return nxt
-        prev_wall = previous_fire_time.astimezone(self.timezone).replace(tzinfo=None)
-        while nxt is not None and nxt.astimezone(self.timezone).replace(tzinfo=None) <= prev_wall:
-            nxt = super().get_next_fire_time(nxt, nxt + timedelta(microseconds=1))
+        prev_wall = _wall(previous_fire_time, self.timezone)
+        for _ in range(100):  # bounded: each step moves past prev_wall on the wall clock
+            if nxt is None or _wall(nxt, self.timezone) > prev_wall:
+                break
+            # Search again from the instant the wall clock passes prev_wall. (Asking with
+            # previous_fire_time=nxt returns nxt again inside the repeated hour.)
+            # (arithmetic in UTC: adding to a zoned datetime is wall-clock arithmetic)
+            lag = prev_wall - _wall(nxt, self.timezone)
+            probe = nxt.astimezone(timezone.utc) + lag + timedelta(microseconds=1)
+            nxt = super().get_next_fire_time(None, probe)
         return nxt
+
+
+def _wall(moment: datetime, tz: Any) -> datetime:
+    """The naive local wall-clock time of an aware instant."""
+    return moment.astimezone(tz).replace(tzinfo=None)
 
 
 def make_trigger(schedule: ScheduleConfig) -> CronTrigger:

@@ -7,6 +7,9 @@ import csv
 import datetime as dt
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -71,6 +74,20 @@ def test_same_seed_gives_identical_bytes(tmp_path: Path) -> None:
     assert digest_a == digest_b
     assert {"org.json", "app.key", "app.crt", "labels.json", "objects/AgentWorkItem.jsonl",
             "objects/Case.jsonl", "objects/EventLogFile.jsonl"} <= set(digest_a)
+
+
+def test_output_does_not_depend_on_hash_seed_or_global_random(tmp_path: Path) -> None:
+    script = (
+        "import sys, random; from pathlib import Path; from fixtures import generate_snapshot; "
+        "state = random.getstate(); "
+        "generate_snapshot(Path(sys.argv[1]), seed=8, actions=400, days=2); "
+        "assert random.getstate() == state"
+    )
+    for name, hash_seed in (("a", "1"), ("b", "2")):
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed)
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / name)], check=True,
+                       env=env, cwd=Path(__file__).resolve().parents[1])
+    assert _tree_digest(tmp_path / "a") == _tree_digest(tmp_path / "b")
 
 
 def test_different_seed_differs(tmp_path: Path) -> None:

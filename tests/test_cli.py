@@ -1,0 +1,88 @@
+"""The command line as a user drives it: demo, fixtures, report, bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import labels_of, run_cli
+
+
+def test_demo_exits_zero_and_names_the_totals(tmp_path: Path) -> None:
+    proc = run_cli("demo", "--actions", "1500", env={"CWD": str(tmp_path), "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "Totals:" in out and "AWU" in out and "credits" in out
+    for kind in ("CEILING_BREACH", "RETRY_LOOP", "REDUNDANT_RETRIEVAL"):
+        assert kind in out
+    assert "cheapest" in out and "Per conversation" in out and "Per user" in out
+    db = tmp_path / "awu-audit-demo.db"
+    assert db.exists() and (db.stat().st_mode & 0o777) == 0o600
+    m = re.search(r"Totals: ([\d,]+) actions", out)
+    assert m is not None and int(m.group(1).replace(",", "")) > 1000
+
+    report = run_cli("report", "--db", str(db), "--format", "json")
+    assert report.returncode == 0, report.stderr
+    data = json.loads(report.stdout)
+    assert data["last_run"]["totals"]["actions"] == int(m.group(1).replace(",", ""))
+
+    again = run_cli("demo", "--actions", "1500", env={"CWD": str(tmp_path), "COLUMNS": "200"})
+    assert again.returncode == 0, again.stderr
+    assert "Replacing the previous demo store" in again.stdout
+
+
+def test_fixtures_command_is_deterministic(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        proc = run_cli("fixtures", "--out", str(tmp_path / name), "--seed", "5", "--actions", "300",
+                       "--days", "2")
+        assert proc.returncode == 0, proc.stderr
+    files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    assert files_a == files_b
+    for rel in files_a:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    assert labels_of(tmp_path / "a")["totals"]["actions"] > 0
+
+
+def test_report_formats(config_path: Path, labels: dict[str, Any], tmp_path: Path) -> None:
+    proc = run_cli("run", "--config", str(config_path), "--since", labels["window"]["since"],
+                   "--until", labels["window"]["until"])
+    assert proc.returncode == 0, proc.stderr
+    assert "Totals:" in proc.stdout
+    md = run_cli("report", "--config", str(config_path))
+    assert md.returncode == 0, md.stderr
+    assert "## Open findings" in md.stdout
+    for kind, expected in labels["findings"].items():
+        assert re.search(rf"\| {kind} \| {expected['count']} \|", md.stdout), kind
+    html_out = tmp_path / "r.html"
+    html = run_cli("report", "--config", str(config_path), "--format", "html", "--out", str(html_out))
+    assert html.returncode == 0, html.stderr
+    assert "<table>" in html_out.read_text()
+
+
+def test_bad_input_is_one_line(tmp_path: Path) -> None:
+    cases = [
+        (["run", "--config", str(tmp_path / "missing.toml")], 2, "config file not found"),
+        (["run"], 2, "no config"),
+        (["fixtures", "--out", str(tmp_path / "x"), "--start", "yesterday"], 2, "--start"),
+        (["report", "--db", str(tmp_path / "none.db")], 2, "no store"),
+        (["mock-org", "--data", str(tmp_path / "nothing"), "--tls-dir", str(tmp_path / "t")], 2,
+         "no such directory"),
+    ]
+    for args, code, needle in cases:
+        proc = run_cli(*args, env={"CWD": str(tmp_path)})
+        assert proc.returncode == code, (args, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0], (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+
+
+def test_bad_window_is_exit_2(config_path: Path) -> None:
+    proc = run_cli("run", "--config", str(config_path), "--since", "2026-10-05", "--until", "2026-10-01")
+    assert proc.returncode == 2
+    assert "--since must be before --until" in proc.stderr
+    assert not (config_path.parent / "store.db").exists()
+    proc = run_cli("run", "--config", str(config_path), "--since", "last tuesday")
+    assert proc.returncode == 2 and "--since" in proc.stderr
