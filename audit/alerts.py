@@ -27,6 +27,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 import jinja2
@@ -298,20 +299,28 @@ _REDACTOR = _RedactSecrets()
 _REDACTED_LOGGERS = ("httpx", "httpcore", "httpcore.http11", "httpcore.connection")
 
 
-def _register_secret(secret: str) -> None:
-    if secret not in _REDACTOR.secrets:
-        _REDACTOR.secrets.add(secret)
-        for name in _REDACTED_LOGGERS:
-            logger = logging.getLogger(name)
-            if _REDACTOR not in logger.filters:
-                logger.addFilter(_REDACTOR)
+def _register_secrets(secrets: Iterable[str]) -> None:
+    _REDACTOR.secrets.update(secrets)
+    for name in _REDACTED_LOGGERS:
+        logger = logging.getLogger(name)
+        if _REDACTOR not in logger.filters:
+            logger.addFilter(_REDACTOR)
 
 
 def _redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
+    for secret in sorted(secrets, key=len, reverse=True):  # longest first
         if secret:
             text = text.replace(secret, "<redacted>")
     return text
+
+
+def _webhook_secrets(url: str) -> list[str]:
+    """The URL and the credential parts of its path (/services/T…/B…/token): a server may
+    echo any of them."""
+    path = urlsplit(url).path
+    segments = [s for s in path.split("/") if s]
+    parts = [url, path] + ["/".join(segments[i:]) for i in range(1, len(segments))]
+    return [p for p in dict.fromkeys(parts) if len(p) >= 6]
 
 
 # --- Slack -----------------------------------------------------------------------------------
@@ -375,12 +384,13 @@ class SlackChannel:
         retries_429: int = _SLACK_429_RETRIES,
     ):
         self._url = webhook_url
+        self._secrets = _webhook_secrets(webhook_url)
         self._timeout = timeout
         self._transport = transport
         self._sleep = sleep
         self._max_wait_s = max_wait_s
         self._retries_429 = retries_429
-        _register_secret(webhook_url)
+        _register_secrets(self._secrets)
 
     def __repr__(self) -> str:
         return "SlackChannel(<webhook redacted>)"
@@ -393,7 +403,7 @@ class SlackChannel:
                 try:
                     response = client.post(self._url, json=payload)
                 except httpx.HTTPError as exc:
-                    reason = _redact(str(exc), [self._url]) or type(exc).__name__
+                    reason = _redact(str(exc), self._secrets) or type(exc).__name__
                     raise DeliveryError(f"Slack webhook unreachable: {reason}") from None
                 if response.status_code != 429:
                     break
@@ -408,7 +418,7 @@ class SlackChannel:
         status = response.status_code
         if 200 <= status < 300:
             return
-        body = _redact(response.text.strip(), [self._url])[:200]
+        body = _redact(response.text.strip(), self._secrets)[:200]
         if status >= 500:
             raise DeliveryError(f"Slack webhook answered HTTP {status}; will retry next run")
         raise DeliveryError(f"Slack webhook refused the message: HTTP {status} {body}".rstrip())

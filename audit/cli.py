@@ -146,12 +146,15 @@ def fixtures(out: str, seed: int, actions: int, days: int, start: str, sandbox: 
         raise ConfigError(f"--start must be an ISO date, got {start!r}") from None
     if actions < 1 or days < 1:
         raise ConfigError("--actions and --days must be at least 1")
-    with _progress(True) as progress:
-        labels = generate_snapshot(
-            Path(out), seed=seed, actions=actions, days=days, start=first, sandbox=sandbox,
-            api_version=api_version,
-            progress=lambda done, total: progress("generating actions", done, total),
-        )
+    try:
+        with _progress(True) as progress:
+            labels = generate_snapshot(
+                Path(out), seed=seed, actions=actions, days=days, start=first, sandbox=sandbox,
+                api_version=api_version,
+                progress=lambda done, total: progress("generating actions", done, total),
+            )
+    except (ValueError, FileExistsError) as exc:
+        raise ConfigError(str(exc).splitlines()[0]) from None
     t = labels["totals"]
     click.echo(
         f"wrote {out}: {t['actions']} actions in window {labels['window']['since']} .. "

@@ -109,7 +109,11 @@ def fingerprint(action_input: str | None) -> str | None:
     except (ValueError, RecursionError):
         return None
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    try:
+        data = canonical.encode()
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800") is valid JSON, not valid UTF-8
+        data = canonical.encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()
 
 
 def severity_at_least(severity: str, threshold: str) -> bool:
@@ -405,17 +409,15 @@ def _retry(ctx: _Ctx, chain: Sequence[Action]) -> Finding:
     window = _duration_text(ctx.rules.retry_window_s)
     name = chain[0].action_name
     usd = _usd_text(ctx.usd(wasted))
-    if succeeded:
-        text = (
-            f"{name} failed {_plural(errors, 'time')} in a row, each retried within {window}, "
-            f"before succeeding: {_plural(n - 1, 'wasted attempt')}, {usd}."
-        )
+    if errors == 1:
+        failed = f"{name} failed once and was retried within {window}"
     else:
-        text = (
-            f"{name} failed {_plural(errors, 'time')} in a row, each retried within {window}, "
-            f"and never succeeded: {n - 1:,} {'retry' if n == 2 else 'retries'} that did not "
-            f"help, {usd}."
-        )
+        failed = f"{name} failed {errors:,} times in a row, each retried within {window},"
+    if succeeded:
+        text = f"{failed} before succeeding: {_plural(n - 1, 'wasted attempt')}, {usd}."
+    else:
+        retries = f"{n - 1:,} {'retry' if n == 2 else 'retries'}"
+        text = f"{failed} and never succeeded: {retries} that did not help, {usd}."
     detail = {
         "attempts": n,
         "errors": errors,

@@ -58,9 +58,12 @@ def audience_for(login_url: str) -> str:
     (sandbox My Domains authenticate against test.salesforce.com)."""
     parts = urlsplit(login_url)
     host = (parts.hostname or "").lower()
-    if host.endswith(".sandbox.my.salesforce.com"):
+    if host.endswith((".sandbox.my.salesforce.com", ".scratch.my.salesforce.com")):
         return "https://test.salesforce.com"
     if host.endswith(".my.salesforce.com"):
+        # before enhanced domains a sandbox's My Domain was "<domain>--<sandbox>.my..."
+        if "--" in host.split(".", 1)[0]:
+            return "https://test.salesforce.com"
         return "https://login.salesforce.com"
     return login_url.rstrip("/")
 

@@ -172,9 +172,9 @@ def test_ids_are_valid_18_char_ids(snap: tuple[Path, dict[str, Any]]) -> None:
     assert all(r["CaseId__c"] is None or is_valid_18(r["CaseId__c"]) for r in awi)
     assert {r["CaseId__c"] for r in awi} - {None} <= {c["Id"] for c in cases}
     # the checksum is the real one: flipping the case of a character breaks it
-    sample = awi[0]["Id"]
-    assert not is_valid_18(sample[:5] + sample[5].swapcase() + sample[6:]) or \
-        not sample[5].isalpha()
+    for sample in (r["Id"] for r in awi[:50]):
+        i = next(i for i, ch in enumerate(sample[:15]) if ch.isalpha())
+        assert not is_valid_18(sample[:i] + sample[i].swapcase() + sample[i + 1:])
     assert to_18("001D000000IqhSL") == "001D000000IqhSLIAZ"
 
 

@@ -105,6 +105,10 @@ def test_fingerprint_of_null_or_invalid_input_is_none(bad: str | None) -> None:
     assert fingerprint(bad) is None
 
 
+def test_fingerprint_survives_a_lone_surrogate() -> None:
+    assert fingerprint('{"q": "\\ud800"}') == fingerprint('{ "q" : "\\ud800" }') is not None
+
+
 def test_fingerprint_differs_for_different_values_and_list_order() -> None:
     assert fingerprint('{"a": 1}') != fingerprint('{"a": 2}')
     assert fingerprint("[1, 2]") != fingerprint("[2, 1]")

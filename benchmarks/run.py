@@ -1,0 +1,99 @@
+"""awu-audit benchmarks: run by hand (`make bench`), never in CI.
+
+Each figure is printed with its ratio to a baseline measured in the same run on the same
+data, so results compare across machines:
+
+- sync+audit: the whole `run_audit` over the HTTPS mock org, against the baseline of just
+  reading the snapshot's files from disk (JSON lines + CSV) — how much the pipeline costs
+  over touching the data once;
+- rules: `evaluate()` (all eight findings) against recomputing every action's AWU alone —
+  what finding the waste costs over the arithmetic floor;
+- re-run: a second `run_audit` right after the first (nothing to download) against the first.
+
+Usage: python benchmarks/run.py [--actions N] [--days D]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from audit.awu import recompute_awu
+from audit.config import load_config
+from audit.demo import write_mock_config
+from audit.pipeline import run_audit
+from audit.rules import evaluate
+from audit.store import Store
+from connector.mock.org import MockOrg
+from connector.mock.server import serve
+from fixtures.generator import generate_snapshot
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - t0, value
+
+
+def read_snapshot(snap: Path) -> int:
+    n = 0
+    for path in (snap / "objects").glob("*.jsonl"):
+        with path.open() as fh:
+            n += sum(1 for line in fh if json.loads(line))
+    for path in (snap / "logfiles").glob("*.csv"):
+        with path.open(newline="") as fh:
+            n += sum(1 for _ in csv.reader(fh))
+    return n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--actions", type=int, default=50_000)
+    ap.add_argument("--days", type=int, default=14)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="awu-bench-") as tmp:
+        root = Path(tmp)
+        snap = root / "org"
+        t_gen, labels = timed(lambda: generate_snapshot(
+            snap, seed=11, actions=args.actions, days=args.days, start=date(2026, 9, 1)))
+        t_read, rows = timed(lambda: read_snapshot(snap))
+        print(f"snapshot: {labels['totals']['actions']:,} actions, {rows:,} rows on disk; "
+              f"generated in {t_gen:.2f} s")
+        print(f"baseline  read snapshot files      {t_read:8.2f} s   1.00x")
+
+        org = MockOrg.from_snapshot(snap)
+        with serve(org, tls_dir=root / "tls") as server:
+            cfg = load_config(write_mock_config(
+                root / "bench.toml", snapshot=snap, url=server.url, ca_pem=server.ca_pem,
+                store=root / "bench.db"))
+            since = datetime.fromisoformat(labels["window"]["since"].replace("Z", "+00:00"))
+            until = datetime.fromisoformat(labels["window"]["until"].replace("Z", "+00:00"))
+            t_run, result = timed(lambda: run_audit(cfg, since=since, until=until))
+            t_rerun, _ = timed(lambda: run_audit(cfg, since=since, until=until))
+        assert result.output["totals"]["actions"] == labels["totals"]["actions"]
+        n = result.output["totals"]["actions"]
+        print(f"sync+audit over HTTPS mock          {t_run:8.2f} s  {t_run / t_read:5.2f}x "
+              f"({n / t_run:,.0f} actions/s)")
+        print(f"re-run, nothing new                 {t_rerun:8.2f} s  {t_rerun / t_run:5.2f}x of first run")
+
+        with Store.open(root / "bench.db") as store:
+            from audit.pipeline import _load_actions
+
+            actions = _load_actions(store, (since, until), {"agentworkitem", "eventlogfile"})
+        t_floor, _ = timed(lambda: [recompute_awu(a, cfg.rules, cfg.pricing) for a in actions])
+        t_rules, res = timed(lambda: evaluate(actions, cfg.rules, cfg.pricing))
+        print(f"baseline  recompute AWU only        {t_floor:8.3f} s   1.00x")
+        print(f"rules: all eight findings           {t_rules:8.3f} s  {t_rules / t_floor:5.2f}x "
+              f"({len(res.findings):,} findings)")
+    print(f"done at {datetime.now(timezone.utc):%Y-%m-%d %H:%M}Z")
+
+
+if __name__ == "__main__":
+    main()
