@@ -248,15 +248,15 @@ def _record_delivery(
     with store.transaction():
         if error is None:
             store.db.conn.execute(
-                "UPDATE alert_deliveries SET \"state\" = 'sent', \"attempts\" = \"attempts\" + 1, "
-                '"last_error" = NULL, "delivered_at" = ?, "delivered_run" = ? '
-                'WHERE "alert_id" = ? AND "channel" = ?',
+                "UPDATE alert_deliveries SET state = 'sent', attempts = attempts + 1, "
+                "last_error = NULL, delivered_at = ?, delivered_run = ? "
+                "WHERE alert_id = ? AND channel = ?",
                 (_iso(now), run_id, aid, channel),
             )
         else:
             store.db.conn.execute(
-                "UPDATE alert_deliveries SET \"state\" = 'failed', \"attempts\" = \"attempts\" + 1, "
-                '"last_error" = ? WHERE "alert_id" = ? AND "channel" = ?',
+                "UPDATE alert_deliveries SET state = 'failed', attempts = attempts + 1, "
+                "last_error = ? WHERE alert_id = ? AND channel = ?",
                 (error[:500], aid, channel),
             )
 
@@ -335,6 +335,10 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _mrkdwn_text(text: str) -> dict[str, str]:
+    return {"type": "mrkdwn", "text": text}
+
+
 def slack_payload(alert: Alert) -> dict[str, Any]:
     """Block Kit message: header, body, fields, top findings, context; plain fallback text."""
     blocks: list[dict[str, Any]] = [
@@ -342,7 +346,7 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
     ]
     if alert.text:
         blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": _clip(_mrkdwn(alert.text), 3000)}}
+            {"type": "section", "text": _mrkdwn_text(_clip(_mrkdwn(alert.text), 3000))}
         )
     fields = [
         {"type": "mrkdwn", "text": _clip(f"*{_mrkdwn(label)}*\n{_mrkdwn(value)}", 2000)}
@@ -353,10 +357,10 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
     if alert.top_findings:
         lines = "\n".join(f"• {_clip(_mrkdwn(s), 400)}" for s in alert.top_findings)
         blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": _clip(f"*Top findings*\n{lines}", 3000)}}
+            {"type": "section", "text": _mrkdwn_text(_clip(f"*Top findings*\n{lines}", 3000))}
         )
-    context = f"awu-audit · {alert.kind} · {alert.period}" + (f" · {alert.day}" if alert.day else "")
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
+    context = " · ".join(p for p in ("awu-audit", alert.kind, alert.period, alert.day) if p)
+    blocks.append({"type": "context", "elements": [_mrkdwn_text(context)]})
     fallback = _mrkdwn(f"{alert.title}\n{alert.text}".strip())
     return {"text": _clip(fallback, 3000), "blocks": blocks}
 
@@ -448,7 +452,9 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def email_message(alert: Alert, cfg: EmailConfig, *, now: datetime | None = None) -> EmailMessage:
+def email_message(
+    alert: Alert, cfg: EmailConfig, *, now: datetime | None = None
+) -> EmailMessage:
     """text/plain with a text/html alternative (jinja2, autoescaped)."""
     msg = EmailMessage()
     msg["From"] = cfg.from_addr
@@ -474,12 +480,16 @@ def _smtp_reason(exc: BaseException) -> str:
     if isinstance(exc, smtplib.SMTPNotSupportedError):
         return f"server does not support it: {exc}"
     if isinstance(exc, smtplib.SMTPResponseException):
-        message = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+        raw = exc.smtp_error
+        message = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         return f"{exc.smtp_code} {_one_line(message)}"
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         return "server closed the connection"
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate not trusted ({exc.verify_message}); set alerts.email.ca_bundle for a private CA"
+        return (
+            f"TLS certificate not trusted ({exc.verify_message}); "
+            "set alerts.email.ca_bundle for a private CA"
+        )
     if isinstance(exc, ssl.SSLError):
         return f"TLS error ({exc.reason or type(exc).__name__})"
     if isinstance(exc, (socket.timeout, TimeoutError)):
@@ -495,7 +505,9 @@ class EmailChannel:
 
     name = "email"
 
-    def __init__(self, cfg: EmailConfig, password: str | None = None, username: str | None = None):
+    def __init__(
+        self, cfg: EmailConfig, password: str | None = None, username: str | None = None
+    ):
         self.cfg = cfg
         self._password = password
         self._username = username
@@ -536,7 +548,8 @@ def channels_from_config(cfg: Config) -> tuple[dict[str, Channel], dict[str, str
     if slack is not None and slack.enabled:
         url = cfg.secret(slack.webhook_url_env)
         if not url:
-            errors["slack"] = f"{slack.webhook_url_env or 'alerts.slack.webhook_url_env'} is not set"
+            env = slack.webhook_url_env or "alerts.slack.webhook_url_env"
+            errors["slack"] = f"{env} is not set"
         elif not url.startswith(("https://", "http://")):
             errors["slack"] = f"{slack.webhook_url_env} does not hold an https:// webhook URL"
         else:

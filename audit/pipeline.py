@@ -112,9 +112,7 @@ def run_audit(
                     syncer.sync_elf(window)
                 if window is None:
                     start = _day_floor(now - timedelta(days=cfg.sync.initial_days))
-                    if syncer.report.earliest_changed:
-                        start = min(start, _day_floor(parse_sf_datetime(syncer.report.earliest_changed)))
-                    window = (start, now)
+                    window = (syncer.audit_start(start), now)
                 result = _audit_window(cfg, store, syncer, org, run_id, window, now, kinds, client)
             except BaseException as exc:
                 outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"

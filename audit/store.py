@@ -337,7 +337,9 @@ def _schema_version(conn: sqlite3.Connection, path: Path | str) -> int:
         raise StoreError(f"store {path} has an unreadable schema_version: {row[0]!r}") from None
 
 
-def migrate(db: sqlite_utils.Database, target: int | None = None, *, path: Path | str = "") -> int:
+def migrate(
+    db: sqlite_utils.Database, target: int | None = None, *, path: Path | str = ""
+) -> int:
     """Bring the schema of `db` to `target` (default: the latest) in one transaction.
 
     Returns the version the store is at afterwards. A store newer than this code is refused.
@@ -410,7 +412,7 @@ def to_db_value(value: Any) -> Any:
     raise StoreError(f"cannot store a value of type {type(value).__name__}")
 
 
-def _bound(value: datetime | str) -> str:
+def _bound(value: datetime | str | None) -> str | None:
     return _iso(value) if isinstance(value, datetime) else value
 
 
@@ -436,7 +438,7 @@ class Store:
         self._lock_fd: int | None = None
         self._lock_depth = 0
         self._savepoints = itertools.count(1)
-        self._sql_cache: dict[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]], str] = {}
+        self._sql_cache: dict[tuple[Any, ...], str] = {}
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -461,7 +463,6 @@ class Store:
             )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store {path}: {exc}") from None
-        store: Store | None = None
         try:
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA foreign_keys = ON")
@@ -477,7 +478,9 @@ class Store:
         except sqlite3.DatabaseError as exc:
             conn.close()
             if "not a database" in str(exc) or "malformed" in str(exc):
-                raise StoreError(f"{path} is not an awu-audit store (not a SQLite database)") from None
+                raise StoreError(
+                    f"{path} is not an awu-audit store (not a SQLite database)"
+                ) from None
             raise StoreError(f"cannot open store {path}: {exc}") from None
         except BaseException:
             conn.close()
@@ -591,7 +594,10 @@ class Store:
                 action = f"DO UPDATE SET {sets}"
             else:
                 action = "DO NOTHING"
-            sql = f"INSERT INTO {_q(table)} ({cols}) VALUES ({marks}) ON CONFLICT ({conflict}) {action}"
+            sql = (
+                f"INSERT INTO {_q(table)} ({cols}) VALUES ({marks}) "
+                f"ON CONFLICT ({conflict}) {action}"
+            )
             self._sql_cache[cache_key] = sql
         return sql
 
@@ -701,8 +707,8 @@ class Store:
         run_id: str,
         *,
         started_at: datetime | str,
-        window_start: datetime | str,
-        window_end: datetime | str,
+        window_start: datetime | str | None,
+        window_end: datetime | str | None,
         trigger: str,
     ) -> None:
         row = {
@@ -871,7 +877,7 @@ class Store:
             ]
             resolved = [fid for fid in candidates if fid not in by_id]
             conn.executemany(
-                "UPDATE findings SET \"status\" = 'resolved', \"resolved_run\" = ? WHERE \"id\" = ?",
+                "UPDATE findings SET status = 'resolved', resolved_run = ? WHERE id = ?",
                 [(run_id, fid) for fid in resolved],
             )
         return FindingChanges(new_ids, reopened, resolved)

@@ -42,6 +42,12 @@ _ELF_FILE_FIELDS = ("Id", "EventType", "LogDate", "Interval", "Sequence", "Creat
 
 Interval = tuple[str, str]  # [start, end) as ISO strings (sortable)
 
+#: How far back of the previous sync's start each incremental AgentWorkItem query re-reads.
+#: A transaction's rows carry the SystemModstamp of its start but become visible only when
+#: it commits, so a row can appear after a sync has read past its timestamp (the keyset
+#: cursor alone would skip it for ever). Salesforce ends a transaction after 10 minutes.
+AWI_LOOKBACK = timedelta(minutes=10)
+
 
 @dataclass
 class OrgInfo:
@@ -57,12 +63,17 @@ class SyncReport:
     elf_files_bad: int = 0
     elf_rows: int = 0
     cases: int = 0
-    #: earliest started_at among AgentWorkItem rows changed by this sync (widens the audit)
+    #: earliest started_at among rows changed by this sync (widens the audit)
     earliest_changed: str | None = None
+    #: the days (YYYY-MM-DD) of every row changed by this sync
+    changed_days: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
 
     def changed(self, started_at: str | None) -> None:
-        if started_at and (self.earliest_changed is None or started_at < self.earliest_changed):
+        if not started_at:
+            return
+        self.changed_days.add(started_at[:10])
+        if self.earliest_changed is None or started_at < self.earliest_changed:
             self.earliest_changed = started_at
 
 
@@ -153,44 +164,61 @@ class Syncer:
                 state["covered"] = merge_intervals([*state.get("covered", []), (lo, hi)])
                 self.store.set_sync_state("agentworkitem", state, self.run_id)
 
-        # the incremental part runs on every run: it is what keeps backfilled ranges fresh
+        # the incremental part runs on every run: it is what keeps backfilled ranges fresh.
+        # Keyset on (SystemModstamp, Id) from the cursor — several rows sharing one
+        # timestamp across a page or run edge are neither skipped nor read twice — widened
+        # to re-read AWI_LOOKBACK before the previous sync's start, for late commits.
         cursor = state.get("cursor")
         if cursor:
-            ts = datetime_literal(parse_sf_datetime(cursor["ts"]))
-            where = (
-                f"(SystemModstamp > {ts} OR (SystemModstamp = {ts} AND Id > "
-                f"{string_literal(cursor['id'])}))"
-            )
+            cursor_ts = parse_sf_datetime(cursor["ts"])
+            synced_to = state.get("synced_to")
+            lookback = parse_sf_datetime(synced_to) - AWI_LOOKBACK if synced_to else None
+            if lookback is not None and lookback <= cursor_ts:
+                where = f"SystemModstamp >= {datetime_literal(lookback)}"
+            else:
+                ts = datetime_literal(cursor_ts)
+                where = (
+                    f"(SystemModstamp > {ts} OR (SystemModstamp = {ts} AND Id > "
+                    f"{string_literal(cursor['id'])}))"
+                )
         else:
             where = f"SystemModstamp >= {datetime_literal(since_bound)}"
         soql = (
             f"SELECT {select} FROM AgentWorkItem WHERE {where} AND SystemModstamp <= {cap} "
             "ORDER BY SystemModstamp, Id"
         )
+        state["synced_to"] = format_iso_ms(self.sync_start.replace(microsecond=0))
         self._fetch_awi(soql, fields, state=state)
 
     def _fetch_awi(self, soql: str, fields: dict[str, str], *, state: dict[str, Any] | None) -> None:
-        """Page through a query, committing each page (and the cursor, if `state`)."""
+        """Page through a query, committing each page (and the cursor, if `state`). Rows
+        the store already holds unchanged (same SystemModstamp) are neither written nor
+        counted: a re-read (lookback, a resumed run) fetches nothing twice."""
         done = 0
         for page in self.client.query_pages(soql):
             rows = [self._awi_row(rec, fields) for rec in page]
+            stored = _stored_modstamps(self.store, [r["id"] for r in rows])
+            rows = [r for r in rows if r["id"] not in stored or stored[r["id"]] != r["system_modstamp"]]
             with self.store.transaction():
                 if rows:
                     self.store.upsert("awi_records", rows, pk="id")
                 if state is not None and page:
                     last = page[-1]
-                    state["cursor"] = {
+                    edge = {
                         "ts": format_iso_ms(parse_sf_datetime(last["SystemModstamp"])),
-                        "id": str(last["Id"]),
+                        "id": to_18(str(last["Id"])),
                     }
+                    old = state.get("cursor")
+                    if not old or (edge["ts"], edge["id"]) > (old["ts"], old["id"]):
+                        state["cursor"] = edge  # a lookback re-read never moves it back
                     self.store.set_sync_state("agentworkitem", state, self.run_id)
             for row in rows:
                 self.report.changed(row["started_at"])
             done += len(rows)
             self.report.records += len(rows)
             self.progress("AgentWorkItem records", done, None)
-        if state is not None and done == 0:
-            # first run with nothing to fetch still records where the cursor starts
+        if state is not None:
+            # also when nothing came: records where the cursor starts and how far it read
             self.store.set_sync_state("agentworkitem", state, self.run_id)
 
     def _awi_row(self, rec: dict[str, Any], fields: dict[str, str]) -> dict[str, Any]:
@@ -335,6 +363,31 @@ class Syncer:
         for row in rows:
             self.report.changed(row["started_at"])
 
+    # -- the audit window of a run without one ------------------------------------------
+    def audit_start(self, default: datetime) -> datetime:
+        """Where a run without `--since` starts auditing: `default` (the last initial_days),
+        widened back to the day of the earliest row this sync changed (a record corrected
+        late, a re-published file) — but only into ranges the store holds whole: since the
+        first sync's start, or a backfilled window. A changed row older than that (say the
+        Daily file of the day before the first sync, created after it) is stored for a
+        later backfill, not audited from half its data."""
+        kinds = set(self.cfg.source.kinds)
+        source = "agentworkitem" if "agentworkitem" in kinds else "eventlogfile"
+        state = self.store.get_sync_state(source) or {}
+        ranges: list[list[str]] = [list(iv) for iv in state.get("covered", [])]
+        if state.get("since_bound"):
+            ranges.append([state["since_bound"], "9999-12-31T00:00:00.000Z"])
+        ranges = merge_intervals(ranges)
+        start = default
+        for day in sorted(self.report.changed_days):
+            lo = format_iso_ms(datetime.fromisoformat(day).replace(tzinfo=timezone.utc))
+            hi = format_iso_ms(datetime.fromisoformat(day).replace(tzinfo=timezone.utc) + timedelta(days=1))
+            for a, b in ranges:
+                if a < hi and lo < b:  # the day overlaps a synced range
+                    start = min(start, parse_sf_datetime(max(a, lo)))
+                    return start
+        return start
+
     # -- Case -----------------------------------------------------------------------------
     def sync_cases(self, case_ids: Iterable[str]) -> None:
         wanted = sorted({c for c in case_ids if c})
@@ -394,6 +447,16 @@ def _upsert_elf_events(store: Any, rows: list[dict[str, Any]]) -> None:
     store.db.conn.executemany(
         _UPSERT_ELF_SQL, [tuple(r.get(c) for c in _ELF_EVENT_COLUMNS) for r in rows]
     )
+
+
+def _stored_modstamps(store: Any, ids: list[str]) -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for chunk in _chunks(ids, 500):
+        marks = ",".join("?" * len(chunk))
+        found.update(store.db.conn.execute(
+            f"SELECT id, system_modstamp FROM awi_records WHERE id IN ({marks})", chunk
+        ).fetchall())
+    return found
 
 
 def _elf_file(store: Any, file_id: str) -> dict[str, Any] | None:

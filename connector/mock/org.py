@@ -155,6 +155,8 @@ class LoggedRequest(NamedTuple):
     path: str
     query: str  # URL-encoded query string, "" when none
     status: int
+    #: records in the answer of a query page (first or ``nextRecordsUrl``), else None
+    records: int | None = None
 
     @property
     def params(self) -> dict[str, str]:
@@ -610,8 +612,11 @@ class MockOrg:
         if req.path.startswith("/services/data"):
             used, total = self.faults.usage()
             response.headers["Sforce-Limit-Info"] = f"api-usage={used}/{total}"
+        records = None
+        if routed.page_no is not None and response.status == 200 and isinstance(response.body, bytes):
+            records = len(json.loads(response.body).get("records", []))
         self.request_log.append(LoggedRequest(req.method, req.path, urlencode(req.query),
-                                              response.status))
+                                              response.status, records))
         hook = self.on_request
         if hook is not None:
             hook(req, routed.page_no)
