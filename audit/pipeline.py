@@ -208,6 +208,10 @@ def _audit_window(
         summary=json.dumps(output, sort_keys=True),
     )
     top = sorted(result.findings, key=lambda f: (-f.wasted_usd, f.kind, f.key))[:5]
+    store.upsert("runs", [{"id": run_id, "summary": json.dumps(
+        {**output, "analysis": _analysis(cfg, store, actions, result, window, sandbox, what_if)},
+        sort_keys=True,
+    )}], "id")
     return RunResult(
         output=output,
         exit_code=exit_code,
@@ -215,6 +219,45 @@ def _audit_window(
         pricing_detail=what_if.as_dict(),
         notes=syncer.report.notes,
     )
+
+
+def _analysis(
+    cfg: Config,
+    store: Store,
+    actions: list[Action],
+    result: AuditResult,
+    window: tuple[datetime, datetime],
+    sandbox: bool,
+    what_if: Any,
+) -> dict[str, Any]:
+    """What the report shows beyond §7: where the waste is, reconciliation, efficiency,
+    outcomes. Kept with the run so `audit report` needs no recomputation."""
+    from audit import analysis
+    from audit.model import Case
+
+    case_ids = sorted({a.case_id for a in actions if a.case_id})
+    cases: dict[str, Case] = {}
+    for i in range(0, len(case_ids), 500):
+        chunk = case_ids[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        for r in store.db.query(f"SELECT * FROM cases WHERE id IN ({marks})", chunk):
+            closed = parse_sf_datetime(r["closed_at"]) if r["closed_at"] else None
+            cases[r["id"]] = Case(r["id"], r["status"], bool(r["is_closed"]), closed)
+    start, end = window
+    costs = result.costs
+    return {
+        "waste_by_action": analysis.waste_by(result.findings, actions, costs, by="action_name")[:15],
+        "waste_by_agent": analysis.waste_by(result.findings, actions, costs, by="agent"),
+        "reconcile_by_agent": analysis.reconcile(actions, costs, cfg.pricing, by="agent", sandbox=sandbox),
+        "reconcile_by_day": analysis.reconcile(actions, costs, cfg.pricing, by="day", sandbox=sandbox),
+        "efficiency_by_agent": analysis.efficiency_by_agent(actions, costs),
+        "case_outcomes": analysis.case_outcomes(
+            actions, costs, cases, window_start=start, window_end=end, pricing=cfg.pricing,
+            sandbox=sandbox,
+        ).as_json(),
+        "pricing": what_if.as_dict(),
+        "bad_records": result.bad_records[:50],
+    }
 
 
 # -- loading and writing --------------------------------------------------------------------
@@ -369,9 +412,12 @@ def _budgets_and_alerts(
     if digest is not None:
         to_enqueue.append(digest)
 
-    if names:
-        alerts_mod.enqueue(store, to_enqueue, names, run_id, now)
-    sent_now = alerts_mod.deliver_pending(store, channels, run_id, now) if names else []
+    # decisions are recorded even with no channel configured: a threshold fires once per
+    # period, not again on the day someone adds a Slack webhook
+    alerts_mod.enqueue(store, to_enqueue, names, run_id, now)
+    sent_now = alerts_mod.deliver_pending(
+        store, channels, run_id, now, channel_errors=channel_errors
+    )
 
     assert status is not None
     last = periods[-1]

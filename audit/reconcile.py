@@ -42,17 +42,20 @@ def reconcile(
         for row in elf_rows:
             groups[elf_group_key(row)].append(row)
 
-    both = use_awi and use_elf
     actions: list[Action] = []
     for key, rec in awi.items():
         group = groups.pop(key, None)
         elf_tokens = sum(int(r.get("tokens") or 0) for r in group) if group else None
-        source = "both" if group else ("awi" if both else "awi")
+        source = "both" if group else "awi"
         action = _from_awi(rec, source=source, elf_tokens=elf_tokens)
         if start <= action.started_at < end:
             actions.append(action)
+    # log rows carry only the agent's id: name ELF-only actions after their agent
+    # (keyed by the id's first 15 characters: log files may carry the 15-character form)
+    names = {str(r["agent_id"])[:15]: r["agent_name"] for r in awi.values()
+             if r.get("agent_id") and r.get("agent_name")}
     for key, group in groups.items():
-        action = _from_elf(key, group)
+        action = _from_elf(key, group, names)
         if start <= action.started_at < end:
             actions.append(action)
     actions.sort(key=lambda a: (a.started_at, a.id))
@@ -86,7 +89,7 @@ def _from_awi(rec: Mapping[str, Any], *, source: str, elf_tokens: int | None) ->
     )
 
 
-def _from_elf(key: str, group: list[Mapping[str, Any]]) -> Action:
+def _from_elf(key: str, group: list[Mapping[str, Any]], names: Mapping[str, str]) -> Action:
     rows = sorted(group, key=lambda r: (str(r["started_at"]), str(r["request_id"])))
     first = rows[0]
     reported = [_float_or_none(r.get("reported_awu")) for r in rows]
@@ -103,6 +106,7 @@ def _from_elf(key: str, group: list[Mapping[str, Any]]) -> Action:
         prompt_tokens=sum(int(r.get("prompt_tokens") or 0) for r in rows),
         completion_tokens=sum(int(r.get("completion_tokens") or 0) for r in rows),
         agent_id=first.get("agent_id"),
+        agent_name=names.get(str(first.get("agent_id"))[:15]),
         user_id=first.get("user_id"),
         source="elf",
     )

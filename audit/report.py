@@ -39,30 +39,19 @@ def build_report(store: Store, *, top: int = 20) -> dict[str, Any]:
             "ORDER BY wasted_usd DESC, kind, key LIMIT ?", [top]
         )
     ]
-    total_awu = db.execute("SELECT coalesce(sum(awu), 0) FROM actions").fetchone()[0] or 0.0
-    waste_by_action = [
-        {**dict(r), "share_of_spend": round((r["awu"] or 0) / total_awu, 6) if total_awu else 0.0}
-        for r in db.query(
-            """SELECT a.action_name, count(DISTINCT a.id) AS actions, sum(a.awu) AS awu,
-                      (SELECT coalesce(sum(f.wasted_awu), 0) FROM findings f
-                        WHERE f.status = 'open' AND f.action_name = a.action_name
-                          AND f.kind IN ('CEILING_BREACH','RETRY','RETRY_LOOP','REDUNDANT_RETRIEVAL')
-                      ) AS wasted_awu
-               FROM actions a GROUP BY a.action_name ORDER BY wasted_awu DESC, awu DESC LIMIT 15"""
-        )
-    ]
     daily = [dict(r) for r in db.query(
         "SELECT day, sum(actions) AS actions, sum(awu) AS awu, sum(reported_awu) AS reported_awu, "
         "sum(credits) AS credits, sum(cost_usd) AS cost_usd FROM daily_usage GROUP BY day ORDER BY day"
     )]
     summary = json.loads(last["summary"]) if last.get("summary") else {}
+    analysis = summary.pop("analysis", {})
     return {
         "run": {k: last.get(k) for k in ("id", "started_at", "ended_at", "window_start",
                                          "window_end", "org_id", "is_sandbox")},
         "last_run": summary,
         "findings": by_kind,
         "top_findings": top_findings,
-        "waste_by_action": waste_by_action,
+        "analysis": analysis,
         "daily_usage": daily,
     }
 

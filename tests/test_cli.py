@@ -86,3 +86,21 @@ def test_bad_window_is_exit_2(config_path: Path) -> None:
     assert not (config_path.parent / "store.db").exists()
     proc = run_cli("run", "--config", str(config_path), "--since", "last tuesday")
     assert proc.returncode == 2 and "--since" in proc.stderr
+
+
+def test_second_run_on_a_locked_store_says_so(config_path: Path, labels: dict[str, Any]) -> None:
+    from audit.store import Store
+
+    with Store.open(config_path.parent / "store.db") as store, store.lock():
+        proc = run_cli("run", "--config", str(config_path), "--since", labels["window"]["since"],
+                       "--until", labels["window"]["until"], "--json")
+    assert proc.returncode == 2
+    assert "another run holds the lock" in proc.stderr and proc.stdout == ""
+    with Store.open(config_path.parent / "store.db") as store:
+        assert store.count("actions") == 0 and store.count("runs") == 0
+
+
+def test_schedule_once_runs_the_job_and_exits(config_path: Path) -> None:
+    proc = run_cli("schedule", "--config", str(config_path), "--once")
+    assert proc.returncode == 0, proc.stderr
+    assert "ok:" in proc.stderr and "actions" in proc.stderr
