@@ -189,11 +189,16 @@ def schedule(config: str | None, once: bool) -> None:
     from audit.scheduler import run_scheduled
 
     cfg = _load(config)
+    exit_codes: list[int] = []
 
     def job() -> str:
-        return run_audit(cfg, trigger="schedule", lock_wait_s=60.0).summary_line()
+        result = run_audit(cfg, trigger="schedule", lock_wait_s=60.0)
+        exit_codes.append(result.exit_code)
+        return result.summary_line()
 
     run_scheduled(cfg, job, once=once, log=lambda line: click.echo(line, err=True))
+    if once and exit_codes:
+        raise SystemExit(exit_codes[-1])
 
 
 @cli.command()

@@ -91,6 +91,10 @@ class SalesforceClient:
     def __init__(self, cfg: Config, *, sleep: Callable[[float], None] | None = None):
         self._cfg = cfg
         sf = cfg.salesforce
+        for name, value in (("consumer_key", sf.consumer_key), ("username", sf.username)):
+            if not value.strip():  # the config loader defaults them to ""
+                raise ConfigError(f"config key salesforce.{name} is required (the connected "
+                                  "app's consumer key and the integration user's username)")
         key = load_private_key(sf.private_key_file)
         verify: ssl.SSLContext | bool = True
         if sf.ca_bundle is not None:
@@ -112,6 +116,7 @@ class SalesforceClient:
         self._sleep = sleep
         self.api_calls = 0
         self.usage: ApiUsage | None = None
+        self._sf_usage_seen: object = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def connect(self) -> Token:
@@ -258,9 +263,12 @@ class SalesforceClient:
 
     # -- API budget -----------------------------------------------------------------------
     def _note_sf_usage(self) -> None:
+        """Take the usage simple-salesforce parsed from its last response — only if that
+        response is new: after a LogFile download (httpx) its value is older than ours."""
         if self._sf is not None:
             usage = self._sf.api_usage.get("api-usage")
-            if usage is not None:
+            if usage is not None and usage is not self._sf_usage_seen:
+                self._sf_usage_seen = usage
                 self.usage = ApiUsage(int(usage.used), int(usage.total))
 
     def _note_usage(self, header: str | None) -> None:

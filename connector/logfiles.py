@@ -42,19 +42,20 @@ def parse_logfile(stream: IO[bytes], log_file_field_names: str | None) -> Iterat
     """Yield one dict per CSV row in logical names. Raises BadLogFile (before yielding
     anything) when the header is unusable or disagrees with LogFileFieldNames."""
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
-    reader = csv.reader(text)
     try:
-        header = next(reader)
-    except StopIteration:
-        return
-    header = [h.strip() for h in header]
-    if not field_names_agree(header, log_file_field_names):
-        raise BadLogFile("LogFileFieldNames disagrees with the CSV header")
-    missing = [c for c in _REQUIRED if c not in header]
-    if missing:
-        raise BadLogFile(f"CSV header lacks {', '.join(missing)}")
-    index = {name: i for i, name in enumerate(header)}
-    return _rows(reader, index)
+        reader = csv.reader(text)
+        header = next(reader, None)
+        if header is None:
+            return
+        header = [h.strip() for h in header]
+        if not field_names_agree(header, log_file_field_names):
+            raise BadLogFile("LogFileFieldNames disagrees with the CSV header")
+        missing = [c for c in _REQUIRED if c not in header]
+        if missing:
+            raise BadLogFile(f"CSV header lacks {', '.join(missing)}")
+        yield from _rows(reader, {name: i for i, name in enumerate(header)})
+    finally:
+        text.detach()  # the caller owns (and closes) the underlying file
 
 
 def _rows(reader: Iterator[list[str]], index: dict[str, int]) -> Iterator[dict[str, Any]]:

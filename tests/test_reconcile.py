@@ -76,7 +76,7 @@ def test_logfile_parsed_by_header_not_position() -> None:
 
 def test_logfile_header_disagreeing_with_field_names_is_bad() -> None:
     try:
-        parse_logfile(io.BytesIO(CSV.encode()), "EVENT_TYPE,REQUEST_ID")
+        list(parse_logfile(io.BytesIO(CSV.encode()), "EVENT_TYPE,REQUEST_ID"))
     except BadLogFile as exc:
         assert "LogFileFieldNames" in str(exc)
     else:  # pragma: no cover

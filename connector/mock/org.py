@@ -443,6 +443,8 @@ class MockOrg:
         self._locators: OrderedDict[str, _Locator] = OrderedDict()
         self._locator_ids = itertools.count(1)
         self._record_ids = itertools.count(1)
+        #: the Data 360 side (token exchange + tenant), from DIR/data360 (connector.mock.data360)
+        self.data360: Any = None
         for table in (tables or {}).values():
             self._tables[table.name.lower()] = table
         self._tables["organization"] = self._organization_table()
@@ -474,7 +476,14 @@ class MockOrg:
         logfiles = root / "logfiles"
         for csv_path in sorted(logfiles.glob("*.csv")) if logfiles.is_dir() else []:
             org._logfiles[csv_path.stem[:15]] = csv_path
+        from .data360 import Data360Tenant
+
+        org.data360 = Data360Tenant.from_snapshot(root, core_token_ok=org._has_token)
         return org
+
+    def _has_token(self, token: str) -> bool:
+        with self._lock:
+            return token in self._tokens
 
     def _load_object(self, sobject: str, records: list[dict[str, Any]]) -> None:
         now = self._now_wire()
@@ -628,6 +637,8 @@ class MockOrg:
             return _Routed(self._token_endpoint(req))
         if path in ("/services/data", "/services/data/"):
             return _Routed(self._versions(req))
+        if self.data360 is not None and self.data360.serves(path):
+            return _Routed(self.data360.handle(req))
         if path.startswith("/services/data/"):
             return self._api(req)
         return _Routed(_not_found())

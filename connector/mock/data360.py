@@ -1,0 +1,524 @@
+"""Data 360 for the mock org (SPEC §11): the `/services/a360/token` exchange and a tenant
+that serves `GET /api/v1/metadata`, `POST /api/v2/query` and `GET /api/v2/query/{batch}`
+over `DIR/data360/<object API name>.jsonl`.
+
+The SQL is executed for real: every object is loaded into an in-memory SQLite table and a
+query runs as written, after one dialect step (``TIMESTAMP '…'`` literals become the
+stored text form). Values come back typed the way the Query API v2 types them — DECIMAL as
+a decimal string, TIMESTAMP as ``YYYY-MM-DD hh:mm:ss.fff UTC``, BOOLEAN as a JSON
+boolean — with rows as arrays ordered by ``metadata[col].placeInOrder`` and the metadata
+object itself deliberately in another key order.
+
+The tenant answers on its own host: the exchange's ``instance_url`` is a host without a
+scheme (``localhost:PORT`` when the core org was reached at ``127.0.0.1:PORT`` and the
+other way round, one server for both), and a ``/api/`` call that reaches the core host
+answers 404 — so a client that queries the core URL fails as it would against a real org.
+
+Faults (``Data360Tenant.faults``): tenant tokens that expire after N calls, 503s on the
+next query or batch requests, an expired batch id, a refused exchange.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import secrets
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from .org import Headers, MockRequest, MockResponse
+
+__all__ = [
+    "Data360Faults",
+    "Data360Tenant",
+    "EXCHANGE_GRANT_TYPE",
+    "ACCESS_TOKEN_TYPE",
+    "EXCHANGE_PATH",
+]
+
+EXCHANGE_PATH = "/services/a360/token"
+EXCHANGE_GRANT_TYPE = "urn:salesforce:grant-type:external:cdp"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+TOKEN_LIFETIME_S = 7200
+DEFAULT_BATCH_ROWS = 1000
+_JSON = "application/json;charset=UTF-8"
+
+#: Query API v2 type → (typeCode, metadata API type)
+_TYPES = {
+    "VARCHAR": (12, "STRING"),
+    "DECIMAL": (3, "NUMBER"),
+    "TIMESTAMP": (93, "DATE_TIME"),
+    "BOOLEAN": (16, "BOOLEAN"),
+}
+#: logical field names (family prefix and __c stripped) whose type is not VARCHAR
+_KNOWN_TYPES = {
+    **dict.fromkeys(("Timestamp", "StartTimestamp", "EndTimestamp", "MessageSentTimestamp",
+                     "CreatedDate"), "TIMESTAMP"),
+    **dict.fromkeys(("PromptInputTokenCount", "PromptCompletionTokenCount",
+                     "PromptTotalTokenCount", "UsageQuantity"), "DECIMAL"),
+    **dict.fromkeys(("IsBillableIndicator", "IsMeteredIndicator"), "BOOLEAN"),
+}
+_PREFIX = re.compile(r"^(?:ssot__|std__)", re.I)
+_TIMESTAMP_LITERAL = re.compile(r"\bTIMESTAMP\s*'([^']*)'", re.I)
+_STORED_TS = "%Y-%m-%d %H:%M:%S.%f"  # sortable text, microseconds
+
+
+def _logical(column: str) -> str:
+    name = _PREFIX.sub("", column)
+    return name[:-3] if name.lower().endswith("__c") else name
+
+
+def _parse_ts(text: str) -> datetime:
+    value = text.strip()
+    if value.upper().endswith(" UTC"):
+        value = value[:-4]
+    value = value.replace(" ", "T", 1)
+    if value.endswith("Z"):
+        value = value[:-1] + "+00:00"
+    dt = datetime.fromisoformat(value)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc)
+
+
+def _stored_ts(text: str) -> str:
+    return _parse_ts(text).strftime(_STORED_TS)
+
+
+def _json_response(status: int, payload: Any) -> MockResponse:
+    return MockResponse(status, Headers({"Content-Type": _JSON}),
+                        json.dumps(payload, separators=(",", ":")).encode())
+
+
+def _error(status: int, code: str, message: str) -> MockResponse:
+    return _json_response(status, [{"errorCode": code, "message": message}])
+
+
+@dataclass
+class _Table:
+    name: str
+    columns: list[tuple[str, str]]  # (API name, Query API type)
+
+
+@dataclass
+class _Batch:
+    query_id: str
+    columns: list[tuple[str, str]]
+    rows: list[tuple[Any, ...]]
+    offset: int
+
+
+@dataclass
+class Data360Faults:
+    """Switch faults on per test; every field is consumed (or read) under the lock."""
+
+    expire_token_after: int | None = None  # each tenant token answers N calls, then 401
+    unavailable_queries: int = 0  # the next K POST /api/v2/query answer 503
+    unavailable_batches: int = 0  # the next K GET /api/v2/query/{id} answer 503 (id kept)
+    expire_batches: int = 0  # the next K GET /api/v2/query/{id}: the id has expired
+    refuse_exchange: bool = False  # the exchange answers 400 invalid_grant
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def take(self, name: str) -> bool:
+        with self.lock:
+            left = getattr(self, name)
+            if left:
+                setattr(self, name, left - 1)
+                return True
+            return False
+
+
+@dataclass
+class LoggedCall:
+    """One request the tenant answered (the core org's request log has no bodies)."""
+
+    method: str
+    path: str
+    base_url: str
+    status: int
+    token: str | None = None
+    form: dict[str, str] | None = None
+    sql: str | None = None
+
+
+class Data360Tenant:
+    """The Data 360 side of one mock org. Thread-safe."""
+
+    def __init__(
+        self,
+        tables: dict[str, list[dict[str, Any]]],
+        *,
+        core_token_ok: Callable[[str], bool],
+        family: str | None = None,
+        dataspaces: tuple[str, ...] = ("default",),
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+    ) -> None:
+        self.family = family
+        self.dataspaces = dataspaces
+        self.batch_rows = batch_rows
+        self.faults = Data360Faults()
+        self.log: list[LoggedCall] = []
+        self.queries: list[str] = []
+        self._core_token_ok = core_token_ok
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(":memory:", check_same_thread=False)
+        self._tables: dict[str, _Table] = {}
+        self._types: dict[str, str] = {}  # lower-cased column name → type, all tables
+        self._tokens: dict[str, int] = {}  # tenant token → calls answered
+        self._exchanged: set[str] = set()
+        self._tenant_hosts: set[str] = set()
+        self._batches: dict[str, _Batch] = {}
+        self._ids = itertools.count(1)
+        for name, rows in tables.items():
+            self._load(name, rows)
+
+    # ---------------------------------------------------------------- loading
+    @classmethod
+    def from_snapshot(cls, root: Path, *, core_token_ok: Callable[[str], bool]
+                      ) -> Data360Tenant | None:
+        """The tenant of snapshot `root`, or None when it has no `data360/` directory."""
+        folder = root / "data360"
+        if not folder.is_dir():
+            return None
+        info = json.loads((root / "org.json").read_text(encoding="utf-8")).get("data360") or {}
+        if not isinstance(info, dict):
+            raise ValueError(f"org snapshot {root}: org.json data360 must be an object")
+        tables: dict[str, list[dict[str, Any]]] = {}
+        for path in sorted(folder.glob("*.jsonl")):
+            rows = []
+            with path.open(encoding="utf-8") as fh:
+                for lineno, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise ValueError(f"org snapshot: {path}:{lineno}: invalid JSON "
+                                         f"({exc.msg})") from None
+                    if not isinstance(row, dict):
+                        raise ValueError(f"org snapshot: {path}:{lineno}: a row must be an object")
+                    rows.append(row)
+            tables[path.stem] = rows
+        spaces = info.get("dataspaces") or ["default"]
+        return cls(tables, core_token_ok=core_token_ok, family=info.get("family"),
+                   dataspaces=tuple(spaces))
+
+    def _load(self, name: str, rows: list[dict[str, Any]]) -> None:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+            raise ValueError(f"org snapshot: data360/{name}.jsonl is not an object API name")
+        columns: dict[str, str] = {}
+        for row in rows:
+            for key, value in row.items():
+                if key not in columns or (columns[key] == "VARCHAR" and value is not None):
+                    columns[key] = self._type_of(key, value, columns.get(key))
+        cols = list(columns.items())
+        table = _Table(name, cols)
+        ddl = ", ".join(f'"{c}"' for c, _ in cols) or '"Id__c"'
+        with self._lock:
+            self._db.execute(f'DROP TABLE IF EXISTS "{name}"')
+            self._db.execute(f'CREATE TABLE "{name}" ({ddl})')
+            if cols:
+                marks = ", ".join("?" for _ in cols)
+                self._db.executemany(
+                    f'INSERT INTO "{name}" VALUES ({marks})',
+                    [tuple(self._to_sql(row.get(c), t) for c, t in cols) for row in rows],
+                )
+            self._tables[name.lower()] = table
+            for c, t in cols:
+                self._types[c.lower()] = t
+
+    @staticmethod
+    def _type_of(column: str, value: Any, previous: str | None) -> str:
+        known = _KNOWN_TYPES.get(_logical(column))
+        if known:
+            return known
+        if isinstance(value, bool):
+            return "BOOLEAN"
+        if isinstance(value, (int, float)):
+            return "DECIMAL"
+        return previous or "VARCHAR"
+
+    @staticmethod
+    def _to_sql(value: Any, typ: str) -> Any:
+        if value is None:
+            return None
+        if typ == "TIMESTAMP":
+            return _stored_ts(str(value))
+        if typ == "BOOLEAN":
+            return 1 if value else 0
+        if typ == "DECIMAL":
+            return float(value)
+        return value if isinstance(value, str) else json.dumps(value)
+
+    # ---------------------------------------------------------------- mutation (tests)
+    def add_rows(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """Append rows to an object (a new object if unknown), e.g. late-arriving events."""
+        with self._lock:
+            table = self._tables.get(name.lower())
+            if table is None:
+                self._load(name, rows)
+                return
+            existing = self.rows(table.name)
+            self._load(table.name, existing + rows)
+
+    def rows(self, name: str) -> list[dict[str, Any]]:
+        """The object's rows in snapshot form (timestamps ISO, booleans JSON)."""
+        with self._lock:
+            table = self._tables[name.lower()]
+            cur = self._db.execute(f'SELECT * FROM "{table.name}"')
+            out = []
+            for values in cur.fetchall():
+                row: dict[str, Any] = {}
+                for (col, typ), v in zip(table.columns, values):
+                    if v is not None and typ == "TIMESTAMP":
+                        v = datetime.strptime(v, _STORED_TS).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+                    elif v is not None and typ == "BOOLEAN":
+                        v = bool(v)
+                    row[col] = v
+                out.append(row)
+            return out
+
+    def drop_object(self, name: str) -> None:
+        with self._lock:
+            table = self._tables.pop(name.lower())
+            self._db.execute(f'DROP TABLE "{table.name}"')
+
+    def drop_column(self, name: str, column: str) -> None:
+        with self._lock:
+            table = self._tables[name.lower()]
+            rows = self.rows(table.name)
+            for row in rows:
+                row.pop(column, None)
+            self._load(table.name, rows)
+
+    def revoke_tokens(self) -> None:
+        with self._lock:
+            self._tokens.clear()
+
+    @property
+    def exchanges(self) -> list[LoggedCall]:
+        return [c for c in list(self.log) if c.path == EXCHANGE_PATH]
+
+    # ---------------------------------------------------------------- dispatch
+    @staticmethod
+    def serves(path: str) -> bool:
+        return path == EXCHANGE_PATH or path.startswith(("/api/v1/metadata", "/api/v2/query"))
+
+    def handle(self, req: MockRequest) -> MockResponse:
+        call = LoggedCall(req.method, req.path, req.base_url, 0)
+        if req.path == EXCHANGE_PATH:
+            response = self._exchange(req, call)
+        else:
+            response = self._tenant(req, call)
+        call.status = response.status
+        with self._lock:
+            self.log.append(call)
+        return response
+
+    # ---------------------------------------------------------------- token exchange
+    def tenant_host(self, core_base_url: str) -> str:
+        """`host:port` of the tenant for a core org reached at `core_base_url`."""
+        parts = urlsplit(core_base_url)
+        host = parts.hostname or "127.0.0.1"
+        other = "localhost" if host == "127.0.0.1" else "127.0.0.1"
+        return f"{other}:{parts.port}" if parts.port else other
+
+    def _exchange(self, req: MockRequest, call: LoggedCall) -> MockResponse:
+        if req.method != "POST":
+            return _json_response(400, {"error": "invalid_request",
+                                        "error_description": "must use HTTP POST"})
+        form = dict(parse_qsl(req.body.decode("utf-8", "replace"), keep_blank_values=True))
+        call.form = form
+        if form.get("grant_type") != EXCHANGE_GRANT_TYPE:
+            return _json_response(400, {"error": "unsupported_grant_type",
+                                        "error_description": "grant type not supported"})
+        if form.get("subject_token_type") != ACCESS_TOKEN_TYPE:
+            return _json_response(400, {"error": "invalid_request",
+                                        "error_description": "unsupported subject_token_type"})
+        subject = form.get("subject_token", "")
+        space = form.get("dataspace")
+        with self._lock:
+            if self.faults.refuse_exchange:
+                return _json_response(400, {"error": "invalid_grant",
+                                            "error_description": "token exchange refused"})
+            if not subject or not self._core_token_ok(subject):
+                return _json_response(401, {"error": "invalid_token",
+                                            "error_description": "subject token invalid"})
+            if subject in self._exchanged:  # a core token is exchanged once
+                return _json_response(400, {"error": "invalid_grant",
+                                            "error_description": "subject token already used"})
+            if space is not None and space not in self.dataspaces:
+                return _json_response(400, {"error": "invalid_request",
+                                            "error_description": f"unknown dataspace {space}"})
+            self._exchanged.add(subject)
+            token = "a360." + secrets.token_urlsafe(48)
+            self._tokens[token] = 0
+            tenant = self.tenant_host(req.base_url)
+            self._tenant_hosts.add(tenant.lower())
+        return _json_response(200, {
+            "access_token": token,
+            "instance_url": tenant,
+            "token_type": "Bearer",
+            "issued_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "expires_in": TOKEN_LIFETIME_S,
+        })
+
+    # ---------------------------------------------------------------- tenant API
+    def _tenant(self, req: MockRequest, call: LoggedCall) -> MockResponse:
+        host = urlsplit(req.base_url).netloc
+        scheme, _, token = req.headers.get("Authorization", "").partition(" ")
+        call.token = token.strip() or None
+        if not self._is_tenant_host(host):
+            return _error(404, "NOT_FOUND", "The requested resource does not exist")
+        if not self._authorise(scheme, token.strip()):
+            return _error(401, "UNAUTHORIZED", "Invalid or expired token")
+        path = req.path.rstrip("/")
+        if path == "/api/v1/metadata" and req.method == "GET":
+            return self._metadata(req)
+        if path == "/api/v2/query" and req.method == "POST":
+            return self._query(req, call)
+        if path.startswith("/api/v2/query/") and req.method == "GET":
+            return self._next_batch(path.rsplit("/", 1)[1])
+        return _error(404, "NOT_FOUND", "The requested resource does not exist")
+
+    def _is_tenant_host(self, host: str) -> bool:
+        # the tenant answers on the host the exchange handed out (one server, two names)
+        with self._lock:
+            return host.lower() in self._tenant_hosts
+
+    def _authorise(self, scheme: str, token: str) -> bool:
+        if scheme.lower() != "bearer" or not token:
+            return False
+        with self._lock:
+            calls = self._tokens.get(token)
+            if calls is None:
+                return False
+            limit = self.faults.expire_token_after
+            if limit is not None and calls >= limit:
+                del self._tokens[token]
+                return False
+            self._tokens[token] = calls + 1
+            return True
+
+    def _metadata(self, req: MockRequest) -> MockResponse:
+        wanted = req.query.get("entityName")
+        entity_type = req.query.get("entityType")
+        out = []
+        with self._lock:
+            tables = list(self._tables.values())
+        for table in sorted(tables, key=lambda t: t.name):
+            if wanted and table.name.lower() != wanted.lower():
+                continue
+            kind = "DataLakeObject" if table.name.endswith("__dll") else "DataModelObject"
+            if entity_type and entity_type != kind:
+                continue
+            out.append({
+                "name": table.name,
+                "displayName": _logical(table.name.replace("__dlm", "").replace("__dll", "")),
+                "category": "Engagement",
+                "entityType": kind,
+                "primaryKeys": [{"name": c, "displayName": "Id"} for c, _ in table.columns
+                                if _logical(c) == "Id"],
+                "fields": [{"name": c, "displayName": _logical(c), "type": _TYPES[t][1]}
+                           for c, t in table.columns],
+            })
+        return _json_response(200, {"metadata": out})
+
+    def _query(self, req: MockRequest, call: LoggedCall) -> MockResponse:
+        try:
+            body = json.loads(req.body or b"{}")
+        except json.JSONDecodeError:
+            return _error(400, "INVALID_ARGUMENT", "request body is not JSON")
+        sql = body.get("sql") if isinstance(body, dict) else None
+        if not isinstance(sql, str) or not sql.strip():
+            return _error(400, "INVALID_ARGUMENT", "sql is required")
+        call.sql = sql
+        with self._lock:
+            self.queries.append(sql)
+        if self.faults.take("unavailable_queries"):
+            return _error(503, "SERVICE_UNAVAILABLE", "Service Unavailable")
+        if not re.match(r"\s*(SELECT|WITH)\b", sql, re.I):
+            return _error(400, "INVALID_ARGUMENT", "only SELECT statements are supported")
+        try:
+            translated = _TIMESTAMP_LITERAL.sub(lambda m: "'" + _stored_ts(m.group(1)) + "'", sql)
+        except ValueError as exc:
+            return _error(400, "INVALID_ARGUMENT", f"bad TIMESTAMP literal: {exc}")
+        try:
+            with self._lock:
+                cur = self._db.execute(translated)
+                rows = cur.fetchall()
+                names = [d[0] for d in cur.description or ()]
+        except sqlite3.Error as exc:
+            return _error(400, "INVALID_ARGUMENT", f"query failed: {exc}")
+        columns = [(n, self._result_type(n, i, rows)) for i, n in enumerate(names)]
+        batch = _Batch(str(uuid.uuid4()), columns, rows, 0)
+        return self._page(batch)
+
+    def _result_type(self, name: str, index: int, rows: list[tuple[Any, ...]]) -> str:
+        known = self._types.get(name.lower())
+        if known:
+            return known
+        for row in rows:
+            value = row[index]
+            if value is not None:
+                return "DECIMAL" if isinstance(value, (int, float)) else "VARCHAR"
+        return "VARCHAR"
+
+    def _next_batch(self, batch_id: str) -> MockResponse:
+        if self.faults.take("unavailable_batches"):
+            return _error(503, "SERVICE_UNAVAILABLE", "Service Unavailable")
+        with self._lock:
+            batch = self._batches.pop(batch_id, None)  # a batch id is usable once
+        if batch is None or self.faults.take("expire_batches"):
+            return _error(400, "INVALID_ARGUMENT", f"batch id {batch_id} is invalid or expired")
+        return self._page(batch)
+
+    def _page(self, batch: _Batch) -> MockResponse:
+        start = batch.offset
+        stop = min(start + self.batch_rows, len(batch.rows))
+        data = [[_render(v, t) for v, (_, t) in zip(row, batch.columns)]
+                for row in batch.rows[start:stop]]
+        # key order is the reverse of placeInOrder: clients must not rely on it
+        metadata = {name: {"type": typ, "placeInOrder": i, "typeCode": _TYPES[typ][0]}
+                    for i, (name, typ) in reversed(list(enumerate(batch.columns)))}
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        payload: dict[str, Any] = {
+            "data": data,
+            "startTime": now,
+            "endTime": now,
+            "rowCount": len(data),
+            "queryId": batch.query_id,
+            "done": stop >= len(batch.rows),
+            "metadata": metadata,
+        }
+        if stop < len(batch.rows):
+            next_id = f"{batch.query_id}-{next(self._ids)}"
+            with self._lock:
+                self._batches[next_id] = _Batch(batch.query_id, batch.columns, batch.rows, stop)
+            payload["nextBatchId"] = next_id
+        return _json_response(200, payload)
+
+
+_SCALE = Decimal(10) ** -18
+
+
+def _render(value: Any, typ: str) -> Any:
+    if value is None:
+        return None
+    if typ == "DECIMAL":
+        return f"{Decimal(repr(float(value))).quantize(_SCALE):f}"
+    if typ == "TIMESTAMP":
+        text = str(value)
+        return f"{text[:23]} UTC" if len(text) >= 23 else f"{text} UTC"
+    if typ == "BOOLEAN":
+        return bool(value)
+    return value if isinstance(value, str) else str(value)
