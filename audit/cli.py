@@ -118,12 +118,14 @@ def run(config: str | None, since: str | None, until: str | None, as_json: bool)
               type=click.Path(dir_okay=False), help="SQLite store to write.")
 @click.option("--actions", default=5000, show_default=True, help="Size of the generated org.")
 @click.option("--seed", default=7, show_default=True)
+@click.option("--source", type=click.Choice(["agentworkitem", "data360"]), default="agentworkitem",
+              show_default=True, help="Audit AgentWorkItem + event logs, or Data 360.")
 @friendly_errors
-def demo(db_path: str, actions: int, seed: int) -> None:
+def demo(db_path: str, actions: int, seed: int, source: str) -> None:
     """Generate an org, serve it from a mock Salesforce on loopback, audit it, print the summary."""
     from audit.demo import run_demo
 
-    run_demo(Path(db_path), actions=actions, seed=seed)
+    run_demo(Path(db_path), actions=actions, seed=seed, source=source)
 
 
 @cli.command()
@@ -134,9 +136,14 @@ def demo(db_path: str, actions: int, seed: int) -> None:
 @click.option("--start", default="2026-10-01", show_default=True, help="First day (ISO date).")
 @click.option("--sandbox", is_flag=True, help="Mark the org as a sandbox.")
 @click.option("--api-version", default="62.0", show_default=True)
+@click.option("--source", type=click.Choice(["agentworkitem", "data360"]), default="agentworkitem",
+              show_default=True,
+              help="data360: also write the scenario in Data 360 shape (data360/, labels_data360.json).")
+@click.option("--family", type=click.Choice(["ssot", "std_dmo", "std"]), default="ssot",
+              show_default=True, help="Data 360 object naming family of session tracing.")
 @friendly_errors
 def fixtures(out: str, seed: int, actions: int, days: int, start: str, sandbox: bool,
-             api_version: str) -> None:
+             api_version: str, source: str, family: str) -> None:
     """Write a deterministic synthetic org snapshot (SPEC §8) with ground-truth labels."""
     from fixtures.generator import generate_snapshot
 
@@ -150,7 +157,7 @@ def fixtures(out: str, seed: int, actions: int, days: int, start: str, sandbox: 
         with _progress(True) as progress:
             labels = generate_snapshot(
                 Path(out), seed=seed, actions=actions, days=days, start=first, sandbox=sandbox,
-                api_version=api_version,
+                api_version=api_version, source=source, family=family,
                 progress=lambda done, total: progress("generating actions", done, total),
             )
     except (ValueError, FileExistsError) as exc:
@@ -159,6 +166,7 @@ def fixtures(out: str, seed: int, actions: int, days: int, start: str, sandbox: 
     click.echo(
         f"wrote {out}: {t['actions']} actions in window {labels['window']['since']} .. "
         f"{labels['window']['until']}, {labels['elf']['files']} log files; labels in {out}/labels.json"
+        + (f"; Data 360 ({family}) labels in {out}/labels_data360.json" if source == "data360" else "")
     )
 
 

@@ -41,7 +41,9 @@ path = "{store.as_posix()}"
     return path
 
 
-def run_demo(db_path: Path, *, actions: int = 5000, seed: int = 7) -> None:
+def run_demo(db_path: Path, *, actions: int = 5000, seed: int = 7,
+             source: str = "agentworkitem") -> None:
+    """`source="data360"` audits the same generated org through its Data 360 objects."""
     from connector.mock.org import MockOrg
     from connector.mock.server import serve
     from fixtures.generator import generate_snapshot
@@ -56,13 +58,15 @@ def run_demo(db_path: Path, *, actions: int = 5000, seed: int = 7) -> None:
     with tempfile.TemporaryDirectory(prefix="awu-demo-") as tmp:
         snap = Path(tmp) / "org"
         with console.status(f"Generating a synthetic org ({actions:,} actions over 7 days)…"):
-            labels = generate_snapshot(snap, seed=seed, actions=actions, days=7, start=first)
+            labels = generate_snapshot(snap, seed=seed, actions=actions, days=7, start=first,
+                                       source=source)
         org = MockOrg.from_snapshot(snap)
         with serve(org, tls_dir=Path(tmp) / "tls") as server:
             console.print(f"Mock Salesforce org serving at {server.url} (loopback, TLS)")
             cfg_path = write_mock_config(
                 Path(tmp) / "demo.toml", snapshot=snap, url=server.url,
                 ca_pem=server.ca_pem, store=db_path,
+                extra='[source]\nkinds = ["data360"]\n' if source == "data360" else "",
             )
             cfg = load_config(cfg_path)
             since = _midnight(date.fromisoformat(labels["window"]["since"][:10]))

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-__all__ = ["Action", "Case", "to_ms", "from_ms", "parse_sf_datetime", "format_iso_ms"]
+__all__ = [
+    "Action", "Case", "to_ms", "from_ms", "parse_sf_datetime", "format_iso_ms", "canonical_iso_ms",
+]
 
 #: where an action came from: both sources, AgentWorkItem only, EventLogFile only,
 #: or Data 360 (a source of its own, never merged with the other two)
@@ -97,5 +99,12 @@ def parse_sf_datetime(value: str) -> datetime:
 
 def format_iso_ms(dt: datetime) -> str:
     """`2026-10-06T14:03:22.123Z` — the store's and the JSON output's datetime form."""
-    dt = dt.astimezone(timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    # isoformat is implemented in C; strftime was a measurable share of a large sync
+    return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def canonical_iso_ms(value: str) -> str:
+    """A datetime string in the store's form; log files already use it (fast path)."""
+    if len(value) == 24 and value[-1] == "Z" and value[10] == "T" and value[19] == ".":
+        return value
+    return format_iso_ms(parse_sf_datetime(value))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -17,7 +18,8 @@ from audit.errors import AuditError, ConfigError
 from audit.model import Action, format_iso_ms, parse_sf_datetime
 from audit.pricing import price_window
 from audit.reconcile import reconcile
-from audit.rules import KINDS, AuditResult, compute_totals, evaluate, finding_totals, fingerprint
+from audit.rules import KINDS, AuditResult, compute_totals, evaluate, finding_totals
+from audit.rules import retrieval_by_name
 from audit.rules import severity_at_least
 from audit.store import Store
 
@@ -81,12 +83,13 @@ def run_audit(
         raise ConfigError("--since must be before --until")
     progress = progress or (lambda stage, done, total: None)
     kinds = set(cfg.source.kinds)
-    if "data360" in kinds:
-        raise ConfigError('source.kinds: the "data360" source is not available in this version yet')
+    # Data 360 is a source of its own (SPEC §11): with AgentWorkItem/ELF configured too, the
+    # two are audited side by side, never merged
+    core_kinds = kinds - {"data360"}
 
-    # Everything that can fail before the sync (config, key, token, field mapping) fails
-    # before the store is opened: a failed start writes nothing.
-    with SalesforceClient(cfg) as client:
+    # Everything that can fail before the sync (config, key, token, field mapping, Data 360
+    # objects) fails before the store is opened: a failed start writes nothing.
+    with SalesforceClient(cfg) as client, ExitStack() as closing:
         progress("connecting", 0, None)
         client.connect()
         run_id = uuid.uuid4().hex
@@ -94,9 +97,19 @@ def run_audit(
         org = syncer.org_info()
         if "agentworkitem" in kinds:
             syncer.awi_fields()
+        d360 = None
+        if "data360" in kinds:
+            from connector.data360 import Data360Client, Data360Syncer
+
+            d360_client = closing.enter_context(Data360Client(cfg))
+            d360 = Data360Syncer(d360_client, None, cfg, run_id=run_id, sync_start=now,
+                                 progress=progress)
+            d360.discover()
 
         with Store.open(cfg.store.path) as store, store.lock(wait_s=lock_wait_s):
             syncer.store = store
+            if d360 is not None:
+                d360.store = store
             window = (since, until) if since is not None and until is not None else None
             store.start_run(
                 run_id,
@@ -110,10 +123,22 @@ def run_audit(
                     syncer.sync_awi(window)
                 if "eventlogfile" in kinds:
                     syncer.sync_elf(window)
+                if d360 is not None:
+                    d360.sync(window)
                 if window is None:
                     start = _day_floor(now - timedelta(days=cfg.sync.initial_days))
-                    window = (syncer.audit_start(start), now)
-                result = _audit_window(cfg, store, syncer, org, run_id, window, now, kinds, client)
+                    if core_kinds:
+                        window = (syncer.audit_start(start), now)
+                    else:
+                        window = (d360.audit_start(start), now)  # type: ignore[union-attr]
+                if not core_kinds:
+                    result = _audit_window(cfg, store, syncer, org, run_id, window, now, kinds,
+                                           client, d360=d360)
+                else:
+                    result = _audit_window(cfg, store, syncer, org, run_id, window, now,
+                                           core_kinds, client)
+                    if d360 is not None:
+                        _add_side_by_side(cfg, store, d360, org, run_id, window, now, result)
             except BaseException as exc:
                 outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
                 message = str(exc) if isinstance(exc, AuditError) else type(exc).__name__
@@ -132,16 +157,20 @@ def _audit_window(
     now: datetime,
     kinds: set[str],
     client: Any,
+    *,
+    d360: Any = None,
 ) -> RunResult:
     start, end = window
-    actions = _load_actions(store, window, kinds)
-    syncer.sync_cases(a.case_id for a in actions if a.case_id)
-
     sandbox = org.is_sandbox
-    result = evaluate(
-        actions, cfg.rules, cfg.pricing, sandbox=sandbox,
-        multi_source={"agentworkitem", "eventlogfile"} <= kinds,
-    )
+    if d360 is None:
+        actions = _load_actions(store, window, kinds)
+        syncer.sync_cases(a.case_id for a in actions if a.case_id)
+        result = evaluate(
+            actions, cfg.rules, cfg.pricing, sandbox=sandbox,
+            multi_source={"agentworkitem", "eventlogfile"} <= kinds,
+        )
+    else:
+        actions, result = _evaluate_data360(cfg, store, window, sandbox)
     totals = compute_totals(actions, result.costs, sandbox=sandbox, pricing=cfg.pricing)
     what_if = price_window(
         actions, result.costs, cfg.pricing, window_start=start, window_end=end, sandbox=sandbox
@@ -182,6 +211,8 @@ def _audit_window(
         },
         "data_quality": {"bad_records": len(result.bad_records) + int(bad_files)},
     }
+    if d360 is not None:
+        _data360_output(output, d360, actions)
     exit_code = 0
     if cfg.run.fail_on != "off" and any(
         severity_at_least(f.severity, cfg.run.fail_on) for f in result.findings
@@ -198,7 +229,7 @@ def _audit_window(
         ended_at=format_iso_ms(datetime.now(timezone.utc)),
         org_id=org.org_id,
         is_sandbox=int(sandbox),
-        records=syncer.report.records,
+        records=output["sync"]["records"],
         elf_files_downloaded=syncer.report.elf_files_downloaded,
         elf_files_skipped=syncer.report.elf_files_skipped,
         actions=len(actions),
@@ -260,6 +291,84 @@ def _analysis(
     }
 
 
+# -- Data 360 (SPEC §11) ----------------------------------------------------------------------
+def _evaluate_data360(
+    cfg: Config, store: Store, window: tuple[datetime, datetime], sandbox: bool
+) -> tuple[list[Action], AuditResult]:
+    """The window's Data 360 actions and their audit: one source (no SOURCE_GAP), retrieval
+    decided by `[rules] retrieval_actions` (Data 360 has no action type)."""
+    from connector.data360 import load_actions
+
+    actions = load_actions(store, window, voice_multiplier=cfg.pricing.voice_multiplier)
+    result = evaluate(
+        actions, cfg.rules, cfg.pricing, sandbox=sandbox, multi_source=False,
+        is_retrieval=retrieval_by_name(cfg.rules.retrieval_actions),
+    )
+    return actions, result
+
+
+def _data360_output(output: dict[str, Any], d360: Any, actions: list[Action]) -> None:
+    """What this source adds to a §7 block: the audit's own cost in Data 360 (queries and
+    rows read) and the unmetered calls (billable-but-unmetered ones are reported)."""
+    from connector.data360 import unmetered_counts
+
+    client = d360.client
+    output["sync"]["records"] = d360.report.records
+    output["sync"].update({
+        "data360_queries": client.queries,
+        "data360_batches": client.batches,
+        "data360_rows": client.rows,
+        "data360_exchanges": client.exchanges,
+    })
+    output["data360"] = {"objects": d360.discover().as_json(), **unmetered_counts(actions)}
+
+
+def _add_side_by_side(
+    cfg: Config,
+    store: Store,
+    d360: Any,
+    org: Any,
+    run_id: str,
+    window: tuple[datetime, datetime],
+    now: datetime,
+    result: RunResult,
+) -> None:
+    """Both source families configured: no key joins them, so Data 360 is audited on its
+    own and shown beside the AgentWorkItem/ELF audit (which stays the top-level block and
+    the one stored, budgeted and alerted on). `sources` holds one §7 block per family."""
+    start, end = window
+    sandbox = org.is_sandbox
+    actions, audit = _evaluate_data360(cfg, store, window, sandbox)
+    totals = compute_totals(actions, audit.costs, sandbox=sandbox, pricing=cfg.pricing)
+    what_if = price_window(
+        actions, audit.costs, cfg.pricing, window_start=start, window_end=end, sandbox=sandbox
+    )
+    period = budget_mod.periods_overlapping(start, end)[-1]
+    p_start, p_end = budget_mod.period_bounds(period)
+    p_actions, p_audit = _evaluate_data360(cfg, store, (p_start, p_end), sandbox)
+    used = sum(p_audit.costs[a.id].credits for a in p_actions)
+    status = budget_mod.evaluate_budget(period, used, cfg.budget, ())
+    block: dict[str, Any] = {
+        "run_id": run_id,
+        "org_id": org.org_id,
+        "is_sandbox": sandbox,
+        "window": {"start": format_iso_ms(start), "end": format_iso_ms(end)},
+        "totals": totals,
+        "findings": finding_totals(audit.findings),
+        "budget": {**status.as_json(), "depletion_date": None, "alerts_sent": []},
+        "pricing": what_if.as_json(),
+        "sync": {"records": 0, "elf_files_downloaded": 0, "elf_files_skipped": 0},
+        "data_quality": {"bad_records": len(audit.bad_records)},
+    }
+    _data360_output(block, d360, actions)
+    primary = {k: v for k, v in result.output.items() if k != "sources"}
+    result.output["sources"] = {"agentworkitem+eventlogfile": primary, "data360": block}
+    row = store.db.execute("SELECT summary FROM runs WHERE id = ?", [run_id]).fetchone()
+    summary = json.loads(row[0]) if row and row[0] else {}
+    summary["sources"] = result.output["sources"]
+    store.upsert("runs", [{"id": run_id, "summary": json.dumps(summary, sort_keys=True)}], "id")
+
+
 # -- loading and writing --------------------------------------------------------------------
 def _load_actions(store: Store, window: tuple[datetime, datetime], kinds: set[str]) -> list[Action]:
     start, end = window
@@ -286,12 +395,13 @@ def _load_actions(store: Store, window: tuple[datetime, datetime], kinds: set[st
             awi_rows[r["id"]] = dict(r)
     if awi_rows:
         ids = list(awi_rows)
+        seen = {r["request_id"] for r in elf_rows}
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            seen = {r["request_id"] for r in elf_rows}
             for r in db.query(f"SELECT * FROM elf_events WHERE work_item_id IN ({marks})", chunk):
                 if r["request_id"] not in seen:
+                    seen.add(r["request_id"])
                     elf_rows.append(dict(r))
     return reconcile(
         awi_rows.values(), elf_rows, window=window,
@@ -316,7 +426,7 @@ def _action_rows(
             "case_id": a.case_id, "started_at": format_iso_ms(a.started_at), "source": a.source,
             "billable": int(c.billable), "units": c.units, "multiplier": c.multiplier,
             "awu": c.awu, "excess_awu": c.excess_awu, "credits": c.credits,
-            "cost_usd": c.cost_usd * discount, "fingerprint": fingerprint(a.action_input),
+            "cost_usd": c.cost_usd * discount, "fingerprint": result.fingerprints.get(a.id),
             "day": a.started_at.date().isoformat(),
         })
     return rows

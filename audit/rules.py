@@ -87,6 +87,7 @@ class AuditResult:
     findings: list[Finding]  # sorted by kind (KINDS order), then key
     costs: dict[str, ActionCost]  # action id → recomputed cost
     bad_records: list[str]  # ids of actions whose input is null or not JSON (sorted)
+    fingerprints: dict[str, str] = field(default_factory=dict)  # action id → input fingerprint
 
 
 # --- small public helpers ------------------------------------------------------------------
@@ -224,6 +225,7 @@ def evaluate(
     # fingerprints only on the input text, and both repeat a lot.
     cost_cache: dict[tuple[bool, str, int], ActionCost] = {}
     fp_cache: dict[str, str | None] = {}
+    fingerprints: dict[str, str] = {}
 
     # (session, action_name, fingerprint) → actions: the retry chains' and the
     # redundant-retrieval groups' raw material. Only billable, fingerprinted actions with a
@@ -257,6 +259,8 @@ def evaluate(
                     fp = fp_cache[raw] = fingerprint(raw)
             if fp is None:
                 bad_records.append(action.id)
+            else:
+                fingerprints[action.id] = fp
 
         reported = action.reported_awu
         if reported is not None and abs(reported - cost.awu) > _MISMATCH_TOLERANCE:
@@ -301,7 +305,9 @@ def evaluate(
 
     findings.sort(key=lambda f: (_KIND_ORDER[f.kind], f.key))
     bad_records.sort()
-    return AuditResult(findings=findings, costs=costs, bad_records=bad_records)
+    return AuditResult(
+        findings=findings, costs=costs, bad_records=bad_records, fingerprints=fingerprints
+    )
 
 
 def _add_to_group(

@@ -276,6 +276,27 @@ CREATE INDEX idx_alerts_kind_period ON alerts ("kind", "period");
 CREATE INDEX idx_actions_day ON actions ("day");
 """
 
+# v3: raw Data 360 rows (SPEC §11, connector.data360): tool-call usage events, their
+# interaction steps (matched by GenAiGatewayRequestId) and sessions (voice).
+_V3_SCHEMA = """
+CREATE TABLE d360_events (
+    "id" TEXT PRIMARY KEY, "request_id" TEXT, "started_at" TEXT, "session_id" TEXT,
+    "interaction_id" TEXT, "agent_id" TEXT, "agent_name" TEXT, "tool_name" TEXT,
+    "user_id" TEXT, "prompt_tokens" INTEGER, "completion_tokens" INTEGER, "tokens" INTEGER,
+    "usage_quantity" TEXT, "is_metered" INTEGER, "is_billable" INTEGER, "skip_reason" TEXT,
+    "usage_type" TEXT, "run_id" TEXT
+);
+CREATE INDEX idx_d360_events_started_at ON d360_events ("started_at");
+CREATE TABLE d360_steps (
+    "id" TEXT PRIMARY KEY, "request_id" TEXT, "interaction_id" TEXT, "step_type" TEXT,
+    "prev_step_id" TEXT, "input_text" TEXT, "error_text" TEXT, "started_at" TEXT
+);
+CREATE INDEX idx_d360_steps_request_id ON d360_steps ("request_id");
+CREATE TABLE d360_sessions (
+    "id" TEXT PRIMARY KEY, "channel_type" TEXT, "voice_call_id" TEXT, "started_at" TEXT
+)
+"""
+
 
 def _run_script(sql: str) -> Callable[[sqlite3.Connection], None]:
     def apply(conn: sqlite3.Connection) -> None:
@@ -291,6 +312,7 @@ def _run_script(sql: str) -> Callable[[sqlite3.Connection], None]:
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _run_script(_V1_SCHEMA),
     _run_script(_V2_SCHEMA),
+    _run_script(_V3_SCHEMA),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -308,6 +330,9 @@ TABLES: dict[str, tuple[str, ...]] = {
     "alerts": ("id",),
     "alert_deliveries": ("alert_id", "channel"),
     "sync_state": ("source",),
+    "d360_events": ("id",),
+    "d360_steps": ("id",),
+    "d360_sessions": ("id",),
 }
 
 _RUN_COUNTS = (

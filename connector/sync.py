@@ -23,7 +23,7 @@ from typing import Any
 
 from audit.config import AWI_FIELD_DEFAULTS, Config
 from audit.errors import ConfigError, SalesforceError
-from audit.model import format_iso_ms, parse_sf_datetime
+from audit.model import canonical_iso_ms, format_iso_ms, parse_sf_datetime
 from connector.client import SalesforceClient
 from connector.ids import to_18
 from connector.logfiles import BadLogFile, parse_logfile
@@ -329,7 +329,7 @@ class Syncer:
                 for row in parse_logfile(tmp, rec.get("LogFileFieldNames")):
                     if not row["request_id"] or not row["started_at"]:
                         continue
-                    row["started_at"] = format_iso_ms(parse_sf_datetime(row["started_at"]))
+                    row["started_at"] = canonical_iso_ms(row["started_at"])
                     row.update(file_id=file_id, file_created_date=created, file_sequence=sequence)
                     rows.append(row)
             except BadLogFile as exc:
