@@ -139,6 +139,8 @@ def run_audit(
                                            core_kinds, client)
                     if d360 is not None:
                         _add_side_by_side(cfg, store, d360, org, run_id, window, now, result)
+                if d360 is not None:
+                    _add_vendor_view(cfg, client, store, org, run_id, result)
             except BaseException as exc:
                 outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
                 message = str(exc) if isinstance(exc, AuditError) else type(exc).__name__
@@ -363,9 +365,31 @@ def _add_side_by_side(
     _data360_output(block, d360, actions)
     primary = {k: v for k, v in result.output.items() if k != "sources"}
     result.output["sources"] = {"agentworkitem+eventlogfile": primary, "data360": block}
+    _add_to_summary(store, run_id, sources=result.output["sources"])
+
+
+def _add_vendor_view(
+    cfg: Config, client: Any, store: Store, org: Any, run_id: str, result: RunResult
+) -> None:
+    """Salesforce's own consumed/entitled units (Digital Wallet) beside our recomputed
+    credits of the budget period, and the difference — where the org has them (SPEC §11)."""
+    from connector.data360 import read_vendor_view
+
+    vendor = read_vendor_view(client, cfg.salesforce.api_version, sandbox=org.is_sandbox)
+    if vendor is None:
+        return
+    ours = result.output["budget"]["used_credits"]
+    consumed = vendor["units_consumed"]
+    vendor["recomputed_credits"] = ours
+    vendor["difference"] = None if consumed is None else round(consumed - ours, 6)
+    result.output["vendor"] = vendor
+    _add_to_summary(store, run_id, vendor=vendor)
+
+
+def _add_to_summary(store: Store, run_id: str, **extra: Any) -> None:
     row = store.db.execute("SELECT summary FROM runs WHERE id = ?", [run_id]).fetchone()
     summary = json.loads(row[0]) if row and row[0] else {}
-    summary["sources"] = result.output["sources"]
+    summary.update(extra)
     store.upsert("runs", [{"id": run_id, "summary": json.dumps(summary, sort_keys=True)}], "id")
 
 

@@ -58,6 +58,7 @@ __all__ = [
     "is_nothing",
     "load_actions",
     "unmetered_counts",
+    "read_vendor_view",
 ]
 
 SOURCE = "data360"  # sync_state key
@@ -116,8 +117,8 @@ def candidates(base: str) -> list[tuple[str, str]]:
 
 def _logical_name(name: str) -> str:
     """`ssot__Timestamp__c` / `std__Timestamp__c` / `Timestamp__c` → `timestamp`."""
-    stripped = re.sub(r"^(?:ssot__|std__)", "", name, flags=re.I)
-    return re.sub(r"__c$", "", stripped, flags=re.I).lower()
+    stripped = re.sub(r"^(?:ssot__|std__)", "", name, flags=re.IGNORECASE)
+    return re.sub(r"__c$", "", stripped, flags=re.IGNORECASE).lower()
 
 
 @dataclass(frozen=True)
@@ -157,24 +158,35 @@ def discover(entities: Iterable[Mapping[str, Any]]) -> Data360Schema:
 
 
 def _discover_one(spec: ObjectSpec, by_name: Mapping[str, Mapping[str, Any]]) -> DiscoveredObject:
-    entity, family = None, "other"
+    """The first candidate that has every column the audit needs; if none has, the error
+    names the first one found and what it lacks."""
+    found: list[tuple[str, Mapping[str, Any]]] = []
     for fam, name in candidates(spec.base):
         entity = by_name.get(name.lower())
         if entity is not None:
-            family = fam
-            break
-    if entity is None:  # the families' variants, e.g. other capitalisation of "AiAgent"
-        pattern = re.compile(rf"^(?:ssot__|std__)?{spec.base}(?:Dmo)?(?:_std)?__dlm$", re.I)
-        matches = sorted(n for n in by_name if pattern.match(n))
-        if matches:
-            entity = by_name[matches[0]]
-    if entity is None:
+            found.append((fam, entity))
+    if not found:  # the families' variants, e.g. other capitalisation of "AiAgent"
+        pattern = re.compile(rf"^(?:ssot__|std__)?{spec.base}(?:Dmo)?(?:_std)?__dlm$", re.IGNORECASE)
+        found = [("other", by_name[n]) for n in sorted(by_name) if pattern.match(n)]
+    if not found:
         tried = ", ".join(n for _, n in candidates(spec.base))
         raise ConfigError(
             f"Data 360 has no {spec.base} object (looked for {tried}) — turn on Agentforce "
             "session tracing and generative-AI usage data, and give the integration user the "
             "Data 360 permission set and access to the data space ([data360] dataspace)"
         )
+    first_missing = ""
+    for family, entity in found:
+        obj, missing = _columns_of(spec, family, entity)
+        if not missing:
+            return obj
+        first_missing = first_missing or missing
+    raise ConfigError(first_missing)
+
+
+def _columns_of(spec: ObjectSpec, family: str,
+                entity: Mapping[str, Any]) -> tuple[DiscoveredObject, str]:
+    """The object with the columns it has, and an error line if it lacks needed ones."""
     name = str(entity["name"])
     fields = [str(f.get("name")) for f in entity.get("fields") or [] if isinstance(f, Mapping)]
     exact = {f.lower(): f for f in fields}
@@ -186,16 +198,16 @@ def _discover_one(spec: ObjectSpec, by_name: Mapping[str, Mapping[str, Any]]) ->
     for logical in (*spec.required, *spec.optional, *spec.one_of):
         api = exact.get(f"{prefix}{logical}__c".lower()) if prefix is not None else None
         api = api or loose.get(logical.lower())
-        if api is not None and _IDENT.match(api):
+        if api is not None and _IDENT.match(api):  # unknown extra columns are never used
             columns[logical] = api
-    missing = [logical for logical in spec.required if logical not in columns]
+    missing = [f"{prefix or ''}{m}__c" for m in spec.required if m not in columns]
     if spec.one_of and not any(x in columns for x in spec.one_of):
-        missing.append(" or ".join(spec.one_of))
+        missing.append(" or ".join(f"{prefix or ''}{m}__c" for m in spec.one_of))
+    error = ""
     if missing:
-        shown = ", ".join(f"{prefix or ''}{m}__c" if " or " not in m else m for m in missing)
-        raise ConfigError(f"Data 360 object {name} lacks column(s) {shown} — the audit needs "
-                          "them (check the object's data model and field-level access)")
-    return DiscoveredObject(spec, name, family, columns)
+        error = (f"Data 360 object {name} lacks column(s) {', '.join(missing)} — the audit "
+                 "needs them (check the object's data model and field-level access)")
+    return DiscoveredObject(spec, name, family, columns), error
 
 
 # --------------------------------------------------------------------------- values
@@ -567,8 +579,8 @@ class Data360Syncer:
 
         # the incremental pass runs every time: it re-reads the settle margin
         cursor = state.get("cursor")
-        lo = parse_sf_datetime(cursor["ts"]) - settle if cursor else since_bound
-        self._fetch(min(lo, cap), cap, state=state)
+        start = parse_sf_datetime(cursor["ts"]) - settle if cursor else since_bound
+        self._fetch(min(start, cap), cap, state=state)
 
     def audit_start(self, default: datetime) -> datetime:
         """Where a run without `--since` starts auditing: `default`, widened back to the day
@@ -875,3 +887,83 @@ def unmetered_counts(actions: Iterable[Action]) -> dict[str, int]:
             unmetered += 1
             billable += a.extra.get("is_billable") == 1
     return {"unmetered_actions": unmetered, "billable_unmetered_actions": billable}
+
+
+# --------------------------------------------------------------------------- vendor view
+
+#: API versions from which the Digital Wallet objects exist (research/data360.md §3.3-3.4)
+CONSUMPTION_ACTION_API = 63.0
+CONSUMPTION_ALERT_API = 67.0
+_ALERT_FIELDS = ("Id", "AlertType", "AlertScope", "AlertSubScope1", "AlertStatus", "TriggerType",
+                 "TriggerValue", "IsNotificationSent", "AlertTimestamp")
+#: an org without the action (or without Wallet) answers one of these: absence is normal
+_ABSENT = {400, 403, 404, 405}
+
+
+def read_vendor_view(core: Any, api_version: str, *, sandbox: bool) -> dict[str, Any] | None:
+    """Salesforce's own consumption figures, where the org has them: the Digital Wallet
+    `computeConsumption` action (API 63+) and active `TenantConsumptionAlert` rows (API
+    67+). None when neither is there — never a failure. `core` is the SalesforceClient."""
+    version = float(api_version)
+    cards: list[dict[str, Any]] | None = None
+    alerts: list[dict[str, Any]] | None = None
+    if version >= CONSUMPTION_ACTION_API:
+        try:
+            # the REST action endpoint takes a POST; SalesforceClient's retry loop runs it
+            body = core._call(lambda sf: sf.restful(
+                "actions/standard/computeConsumption", method="POST", json={"inputs": [{}]}))
+        except SalesforceError as exc:
+            if exc.status not in _ABSENT:
+                raise
+        else:
+            cards = _cards(body)
+    if version >= CONSUMPTION_ALERT_API:
+        try:
+            described = core.describe("TenantConsumptionAlert")
+        except SalesforceError as exc:
+            if exc.status not in _ABSENT:
+                raise
+        else:
+            have = {str(f.get("name", "")).lower() for f in described.get("fields", [])}
+            fields = [f for f in _ALERT_FIELDS if f.lower() in have]
+            alerts = []
+            if "alertstatus" in have:
+                soql = (f"SELECT {', '.join(fields)} FROM TenantConsumptionAlert "
+                        "WHERE AlertStatus = 'Active' ORDER BY AlertScope, TriggerValue")
+                for rec in core.query_all(soql):
+                    alerts.append({
+                        "type": rec.get("AlertType"), "scope": rec.get("AlertScope"),
+                        "environment": rec.get("AlertSubScope1"),
+                        "trigger_type": rec.get("TriggerType"),
+                        "trigger_value": rec.get("TriggerValue"),
+                        "notification_sent": rec.get("IsNotificationSent"),
+                        "at": rec.get("AlertTimestamp"),
+                    })
+    if cards is None and alerts is None:
+        return None
+    env = "sandbox" if sandbox else "production"
+    mine = [c for c in cards or [] if str(c.get("businessEnvType") or env).lower() == env]
+    consumed = [c["unitsConsumed"] for c in mine if isinstance(c.get("unitsConsumed"), (int, float))]
+    entitled = [c["totalEntitlement"] for c in mine
+                if isinstance(c.get("totalEntitlement"), (int, float))]
+    return {
+        "units_consumed": float(sum(consumed)) if consumed else None,
+        "total_entitlement": float(sum(entitled)) if entitled else None,
+        "alerts": alerts or [],
+        "cards": [{k: c.get(k) for k in ("cardDefinitionDeveloperName", "businessEnvType",
+                                         "usageModel", "unitsConsumed", "totalEntitlement")}
+                  for c in mine],
+    }
+
+
+def _cards(body: Any) -> list[dict[str, Any]]:
+    """`cards` of the action's answer: a list of results with outputValues, or a dict."""
+    results = body if isinstance(body, list) else [body]
+    cards: list[dict[str, Any]] = []
+    for result in results:
+        if not isinstance(result, dict):
+            continue
+        values = result.get("outputValues", result)
+        found = values.get("cards") if isinstance(values, dict) else None
+        cards.extend(c for c in found or [] if isinstance(c, dict))
+    return cards

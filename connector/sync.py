@@ -343,7 +343,7 @@ class Syncer:
                 [{
                     "id": file_id,
                     "log_date": _iso_or_none(rec.get("LogDate")),
-                    "interval": rec.get("Interval") or "Daily",
+                    "interval": rec.get("Interval"),  # None below API 37.0: unknown
                     "sequence": sequence,
                     "created_date": created,
                     "rows": len(rows),

@@ -423,7 +423,7 @@ def test_logfile_cut_midway_is_retried_and_recorded(snap: Path, labels: dict[str
 # ------------------------------------------------------------ 5. re-published log files
 
 
-def _action_rows(labels: dict[str, Any], rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
+def _action_rows(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
     by_action: dict[str, list[dict[str, str]]] = {}
     for row in rows:
         if row["WORK_ITEM_ID"]:
@@ -435,7 +435,7 @@ def _quiet_action(labels: dict[str, Any], rows: list[dict[str, str]], taken: set
     """An in-window action with a record and exactly one log row, and no SOURCE_GAP."""
     gaps = set(labels["findings"]["SOURCE_GAP"]["keys"])
     info = {a["key"]: a for a in labels["actions"]}
-    for key, mine in sorted(_action_rows(labels, rows).items()):
+    for key, mine in sorted(_action_rows(rows).items()):
         a = info.get(key)
         if a and a["source"] == "both" and a["in_window"] and len(mine) == 1 \
                 and key not in gaps and key not in taken:
@@ -760,10 +760,6 @@ def test_an_org_with_other_field_names_matches_labels(snap: Path, labels: dict[s
 # ------------------------------------------------------------------------ 11. bad input
 
 
-def _config_text(snap: Path, server: RunningMockOrg, store: Path) -> str:
-    return make_config(store.parent, snap, server).read_text()
-
-
 @pytest.mark.parametrize(("case", "code", "needle"), [
     ("missing consumer_key", 2, "salesforce.consumer_key"),
     ("malformed TOML", 2, "audit.toml"),
@@ -826,8 +822,7 @@ def test_org_with_daily_files_only(snap: Path, labels: dict[str, Any], tmp_path:
 
 
 def test_api_version_without_interval_and_sequence(snap: Path, labels: dict[str, Any], tmp_path: Path) -> None:
-    """An org answering API 36.0 at most: EventLogFile has no Interval and no Sequence.
-    In-process: the config loader still refuses api_version below 37.0 (see the report)."""
+    """An org answering API 36.0 at most: EventLogFile has no Interval and no Sequence."""
     work = copy(snap, tmp_path)
     org_json = json.loads((work / "org.json").read_text())
     org_json["api_version"] = "36.0"
@@ -837,7 +832,7 @@ def test_api_version_without_interval_and_sequence(snap: Path, labels: dict[str,
         config = make_config(tmp_path, work, server)
         text = config.read_text()
         assert 'api_version = "36.0"' in text
-        cfg = load_config_unchecked(config)
+        cfg = load_config(config)
         assert cfg.salesforce.api_version == "36.0"
         out = run_audit(cfg, since=since, until=until).output
     assert_matches(out, labels)
@@ -845,19 +840,17 @@ def test_api_version_without_interval_and_sequence(snap: Path, labels: dict[str,
     assert paths and all(p.startswith("/services/data/v36.0/") for p in paths)
     elf_soql = [e.params["q"] for e in org.request_log.matching("/query") if "FROM EventLogFile" in e.params.get("q", "")]
     assert elf_soql and not any("Interval" in q or "Sequence" in q for q in elf_soql)
-    assert {r[0] for r in query(tmp_path / "store.db", "SELECT DISTINCT interval FROM elf_files")} == {"Daily"}
+    assert {r[0] for r in query(tmp_path / "store.db", "SELECT DISTINCT interval FROM elf_files")} == {None}
 
 
-def load_config_unchecked(path: Path) -> Any:
-    """load_config, but keeping an api_version below 37.0 that it refuses."""
-    import dataclasses
-    import tomllib
-
-    raw = tomllib.loads(path.read_text())
-    version = raw["salesforce"]["api_version"]
-    path.write_text(path.read_text().replace(f'api_version = "{version}"', 'api_version = "62.0"'))
-    cfg = load_config(path)
-    return dataclasses.replace(cfg, salesforce=dataclasses.replace(cfg.salesforce, api_version=version))
+def test_api_version_36_from_the_command_line(snap: Path, labels: dict[str, Any], tmp_path: Path) -> None:
+    work = copy(snap, tmp_path)
+    org_json = json.loads((work / "org.json").read_text())
+    org_json["api_version"] = "36.0"
+    (work / "org.json").write_text(json.dumps(org_json))
+    with served(work, tmp_path) as (org, server):
+        out = audit_ok(make_config(tmp_path, work, server), window(labels))
+    assert_matches(out, labels)
 
 
 # -------------------------------------------------------------------------- 13. sandbox

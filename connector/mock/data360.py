@@ -1,6 +1,8 @@
 """Data 360 for the mock org (SPEC §11): the `/services/a360/token` exchange and a tenant
 that serves `GET /api/v1/metadata`, `POST /api/v2/query` and `GET /api/v2/query/{batch}`
-over `DIR/data360/<object API name>.jsonl`.
+over `DIR/data360/<object API name>.jsonl` — and, when the snapshot has
+`data360/computeConsumption.json`, the Digital Wallet action
+`/services/data/vXX.X/actions/standard/computeConsumption` (API 63.0+, core token).
 
 The SQL is executed for real: every object is loaded into an in-memory SQLite table and a
 query runs as written, after one dialect step (``TIMESTAMP '…'`` literals become the
@@ -67,9 +69,10 @@ _KNOWN_TYPES = {
                      "PromptTotalTokenCount", "UsageQuantity"), "DECIMAL"),
     **dict.fromkeys(("IsBillableIndicator", "IsMeteredIndicator"), "BOOLEAN"),
 }
-_PREFIX = re.compile(r"^(?:ssot__|std__)", re.I)
-_TIMESTAMP_LITERAL = re.compile(r"\bTIMESTAMP\s*'([^']*)'", re.I)
+_PREFIX = re.compile(r"^(?:ssot__|std__)", re.IGNORECASE)
+_TIMESTAMP_LITERAL = re.compile(r"\bTIMESTAMP\s*'([^']*)'", re.IGNORECASE)
 _STORED_TS = "%Y-%m-%d %H:%M:%S.%f"  # sortable text, microseconds
+_ACTION_PATH = re.compile(r"/services/data/v(\d+\.\d)/actions/standard/computeConsumption/?")
 
 
 def _logical(column: str) -> str:
@@ -161,8 +164,13 @@ class Data360Tenant:
         family: str | None = None,
         dataspaces: tuple[str, ...] = ("default",),
         batch_rows: int = DEFAULT_BATCH_ROWS,
+        api_version: float = 62.0,
+        consumption_cards: list[dict[str, Any]] | None = None,
     ) -> None:
         self.family = family
+        self.api_version = api_version
+        #: the Digital Wallet computeConsumption action's cards (None: the org lacks it)
+        self.consumption_cards = consumption_cards
         self.dataspaces = dataspaces
         self.batch_rows = batch_rows
         self.faults = Data360Faults()
@@ -209,8 +217,13 @@ class Data360Tenant:
                     rows.append(row)
             tables[path.stem] = rows
         spaces = info.get("dataspaces") or ["default"]
+        cards = None
+        if (folder / "computeConsumption.json").is_file():
+            cards = json.loads((folder / "computeConsumption.json").read_text("utf-8"))["cards"]
+        version = json.loads((root / "org.json").read_text(encoding="utf-8"))["api_version"]
         return cls(tables, core_token_ok=core_token_ok, family=info.get("family"),
-                   dataspaces=tuple(spaces))
+                   dataspaces=tuple(spaces), api_version=float(version),
+                   consumption_cards=cards)
 
     def _load(self, name: str, rows: list[dict[str, Any]]) -> None:
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
@@ -309,13 +322,17 @@ class Data360Tenant:
         return [c for c in list(self.log) if c.path == EXCHANGE_PATH]
 
     # ---------------------------------------------------------------- dispatch
-    @staticmethod
-    def serves(path: str) -> bool:
+    def serves(self, path: str) -> bool:
+        if self.consumption_cards is not None and _ACTION_PATH.fullmatch(path):
+            return True
         return path == EXCHANGE_PATH or path.startswith(("/api/v1/metadata", "/api/v2/query"))
 
     def handle(self, req: MockRequest) -> MockResponse:
         call = LoggedCall(req.method, req.path, req.base_url, 0)
-        if req.path == EXCHANGE_PATH:
+        match = _ACTION_PATH.fullmatch(req.path)
+        if match:
+            response = self._compute_consumption(req, float(match.group(1)))
+        elif req.path == EXCHANGE_PATH:
             response = self._exchange(req, call)
         else:
             response = self._tenant(req, call)
@@ -323,6 +340,20 @@ class Data360Tenant:
         with self._lock:
             self.log.append(call)
         return response
+
+    # ---------------------------------------------------------------- Digital Wallet
+    def _compute_consumption(self, req: MockRequest, version: float) -> MockResponse:
+        """`/services/data/vXX.X/actions/standard/computeConsumption` (core token, 63.0+)."""
+        scheme, _, token = req.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not self._core_token_ok(token.strip()):
+            return _error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        if not 63.0 <= version <= self.api_version:
+            return _error(404, "NOT_FOUND", "The requested resource does not exist")
+        if req.method not in ("GET", "POST"):
+            return _error(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{req.method}' not allowed")
+        return _json_response(200, [{"actionName": "computeConsumption", "errors": None,
+                                     "isSuccess": True,
+                                     "outputValues": {"cards": self.consumption_cards}}])
 
     # ---------------------------------------------------------------- token exchange
     def tenant_host(self, core_base_url: str) -> str:
@@ -446,7 +477,7 @@ class Data360Tenant:
             self.queries.append(sql)
         if self.faults.take("unavailable_queries"):
             return _error(503, "SERVICE_UNAVAILABLE", "Service Unavailable")
-        if not re.match(r"\s*(SELECT|WITH)\b", sql, re.I):
+        if not re.match(r"\s*(SELECT|WITH)\b", sql, re.IGNORECASE):
             return _error(400, "INVALID_ARGUMENT", "only SELECT statements are supported")
         try:
             translated = _TIMESTAMP_LITERAL.sub(lambda m: "'" + _stored_ts(m.group(1)) + "'", sql)
