@@ -144,7 +144,7 @@ def alert_exists(store: Store, alert_id: str) -> bool:
 def already_sent_thresholds(store: Store, period: str) -> set[float]:
     """Budget thresholds already enqueued for `period` (delivered or not)."""
     rows = store.db.conn.execute(
-        "SELECT \"threshold\" FROM alerts WHERE \"kind\" = 'BUDGET_THRESHOLD' AND \"period\" = ?",
+        'SELECT "threshold" FROM alerts WHERE "kind" = \'BUDGET_THRESHOLD\' AND "period" = ?',
         (period,),
     )
     return {float(r[0]) for r in rows if r[0] is not None}
@@ -218,7 +218,7 @@ def deliver_pending(
     pending = store.db.conn.execute(
         'SELECT d."alert_id", d."channel", a."payload" FROM alert_deliveries d '
         'JOIN alerts a ON a."id" = d."alert_id" '
-        "WHERE d.\"state\" != 'sent' ORDER BY a.\"created_at\", a.rowid, d.rowid"
+        'WHERE d."state" != \'sent\' ORDER BY a."created_at", a.rowid, d.rowid'
     ).fetchall()
     delivered: dict[str, dict[str, Any]] = {}
     for aid, channel_name, payload in pending:
@@ -345,9 +345,7 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
         {"type": "header", "text": {"type": "plain_text", "text": _clip(alert.title, 150)}},
     ]
     if alert.text:
-        blocks.append(
-            {"type": "section", "text": _mrkdwn_text(_clip(_mrkdwn(alert.text), 3000))}
-        )
+        blocks.append({"type": "section", "text": _mrkdwn_text(_clip(_mrkdwn(alert.text), 3000))})
     fields = [
         {"type": "mrkdwn", "text": _clip(f"*{_mrkdwn(label)}*\n{_mrkdwn(value)}", 2000)}
         for label, value in alert.fields
@@ -452,9 +450,7 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def email_message(
-    alert: Alert, cfg: EmailConfig, *, now: datetime | None = None
-) -> EmailMessage:
+def email_message(alert: Alert, cfg: EmailConfig, *, now: datetime | None = None) -> EmailMessage:
     """text/plain with a text/html alternative (jinja2, autoescaped)."""
     msg = EmailMessage()
     msg["From"] = cfg.from_addr
@@ -505,9 +501,7 @@ class EmailChannel:
 
     name = "email"
 
-    def __init__(
-        self, cfg: EmailConfig, password: str | None = None, username: str | None = None
-    ):
+    def __init__(self, cfg: EmailConfig, password: str | None = None, username: str | None = None):
         self.cfg = cfg
         self._password = password
         self._username = username

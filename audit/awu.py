@@ -22,7 +22,9 @@ class ActionCost:
     cost_usd: float  # before any sandbox discount
 
 
-def awu_for_tokens(tokens: int, *, voice: bool, rules: RulesConfig, pricing: PricingConfig) -> float:
+def awu_for_tokens(
+    tokens: int, *, voice: bool, rules: RulesConfig, pricing: PricingConfig
+) -> float:
     """AWU of one billable execution: max(1, ceil(t / ceiling)) × (1.5 voice | 1.0)."""
     units = max(1, math.ceil(tokens / rules.token_ceiling))
     return units * (pricing.voice_multiplier if voice else 1.0)
@@ -36,7 +38,9 @@ def recompute_awu(action: Action, rules: RulesConfig, pricing: PricingConfig) ->
     units = max(1, math.ceil(max(action.tokens, 0) / rules.token_ceiling))
     awu = units * multiplier
     credits = credits_for(awu, pricing)
-    return ActionCost(True, units, multiplier, awu, awu - multiplier, credits, usd_for(credits, pricing))
+    return ActionCost(
+        True, units, multiplier, awu, awu - multiplier, credits, usd_for(credits, pricing)
+    )
 
 
 def credits_for(awu: float, pricing: PricingConfig) -> float:

@@ -107,7 +107,8 @@ def evaluate_budget(
     fires the 50 % alert)."""
     used_pct = used_credits / budget.credits * 100.0
     crossed = sorted(
-        _num(t) for t in set(budget.thresholds)
+        _num(t)
+        for t in set(budget.thresholds)
         if used_credits * 100.0 + _TOLERANCE >= t * budget.credits
     )
     sent = {float(t) for t in already_sent}
@@ -198,8 +199,9 @@ def forecast(
             if running + _TOLERANCE >= budget.credits:
                 crossed_on = d
                 break
-        return Forecast(period, used, burn, low, high, crossed_on, crossed_on, crossed_on, True,
-                        len(burns))
+        return Forecast(
+            period, used, burn, low, high, crossed_on, crossed_on, crossed_on, True, len(burns)
+        )
 
     remaining = budget.credits - used
 

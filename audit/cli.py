@@ -41,7 +41,7 @@ def friendly_errors(fn: F) -> F:
             raise SystemExit(130) from None
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
-        except Exception as exc:  # noqa: BLE001 - the last line of defence for users
+        except Exception as exc:
             if os.environ.get("AWU_AUDIT_DEBUG"):
                 raise
             _fail(f"unexpected {type(exc).__name__}: {exc} (set AWU_AUDIT_DEBUG=1 for details)", 1)
@@ -78,8 +78,12 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int | None], None]]
     console = Console(stderr=True)
     tasks: dict[str, Any] = {}
     with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        console=console, transient=True,
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        transient=True,
     ) as bar:
 
         def update(stage: str, done: int, total: int | None) -> None:
@@ -92,7 +96,9 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int | None], None]]
 
 @cli.command()
 @click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML config file.")
-@click.option("--since", help="Window start: ISO date (00:00Z) or datetime. Default: from the cursor.")
+@click.option(
+    "--since", help="Window start: ISO date (00:00Z) or datetime. Default: from the cursor."
+)
 @click.option("--until", help="Window end (exclusive). Default: now.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object (SPEC §7).")
 @friendly_errors
@@ -114,12 +120,23 @@ def run(config: str | None, since: str | None, until: str | None, as_json: bool)
 
 
 @cli.command()
-@click.option("--db", "db_path", default="awu-audit-demo.db", show_default=True,
-              type=click.Path(dir_okay=False), help="SQLite store to write.")
+@click.option(
+    "--db",
+    "db_path",
+    default="awu-audit-demo.db",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="SQLite store to write.",
+)
 @click.option("--actions", default=5000, show_default=True, help="Size of the generated org.")
 @click.option("--seed", default=7, show_default=True)
-@click.option("--source", type=click.Choice(["agentworkitem", "data360"]), default="agentworkitem",
-              show_default=True, help="Audit AgentWorkItem + event logs, or Data 360.")
+@click.option(
+    "--source",
+    type=click.Choice(["agentworkitem", "data360"]),
+    default="agentworkitem",
+    show_default=True,
+    help="Audit AgentWorkItem + event logs, or Data 360.",
+)
 @friendly_errors
 def demo(db_path: str, actions: int, seed: int, source: str) -> None:
     """Generate an org, serve it from a mock Salesforce on loopback, audit it, print the summary."""
@@ -136,14 +153,32 @@ def demo(db_path: str, actions: int, seed: int, source: str) -> None:
 @click.option("--start", default="2026-10-01", show_default=True, help="First day (ISO date).")
 @click.option("--sandbox", is_flag=True, help="Mark the org as a sandbox.")
 @click.option("--api-version", default="62.0", show_default=True)
-@click.option("--source", type=click.Choice(["agentworkitem", "data360"]), default="agentworkitem",
-              show_default=True,
-              help="data360: also write the scenario in Data 360 shape (data360/, labels_data360.json).")
-@click.option("--family", type=click.Choice(["ssot", "std_dmo", "std"]), default="ssot",
-              show_default=True, help="Data 360 object naming family of session tracing.")
+@click.option(
+    "--source",
+    type=click.Choice(["agentworkitem", "data360"]),
+    default="agentworkitem",
+    show_default=True,
+    help="data360: also write the scenario in Data 360 shape (data360/, labels_data360.json).",
+)
+@click.option(
+    "--family",
+    type=click.Choice(["ssot", "std_dmo", "std"]),
+    default="ssot",
+    show_default=True,
+    help="Data 360 object naming family of session tracing.",
+)
 @friendly_errors
-def fixtures(out: str, seed: int, actions: int, days: int, start: str, sandbox: bool,
-             api_version: str, source: str, family: str) -> None:
+def fixtures(
+    out: str,
+    seed: int,
+    actions: int,
+    days: int,
+    start: str,
+    sandbox: bool,
+    api_version: str,
+    source: str,
+    family: str,
+) -> None:
     """Write a deterministic synthetic org snapshot (SPEC §8) with ground-truth labels."""
     from fixtures.generator import generate_snapshot
 
@@ -156,8 +191,15 @@ def fixtures(out: str, seed: int, actions: int, days: int, start: str, sandbox: 
     try:
         with _progress(True) as progress:
             labels = generate_snapshot(
-                Path(out), seed=seed, actions=actions, days=days, start=first, sandbox=sandbox,
-                api_version=api_version, source=source, family=family,
+                Path(out),
+                seed=seed,
+                actions=actions,
+                days=days,
+                start=first,
+                sandbox=sandbox,
+                api_version=api_version,
+                source=source,
+                family=family,
                 progress=lambda done, total: progress("generating actions", done, total),
             )
     except (ValueError, FileExistsError) as exc:
@@ -165,17 +207,28 @@ def fixtures(out: str, seed: int, actions: int, days: int, start: str, sandbox: 
     t = labels["totals"]
     click.echo(
         f"wrote {out}: {t['actions']} actions in window {labels['window']['since']} .. "
-        f"{labels['window']['until']}, {labels['elf']['files']} log files; labels in {out}/labels.json"
-        + (f"; Data 360 ({family}) labels in {out}/labels_data360.json" if source == "data360" else "")
+        f"{labels['window']['until']}, {labels['elf']['files']} log files; "
+        f"labels in {out}/labels.json"
+        + (
+            f"; Data 360 ({family}) labels in {out}/labels_data360.json"
+            if source == "data360"
+            else ""
+        )
     )
 
 
 @cli.command("mock-org")
 @click.option("--data", required=True, type=click.Path(file_okay=False), help="Snapshot directory.")
 @click.option("--port", default=0, show_default=True, help="0 picks a free port.")
-@click.option("--tls-dir", required=True, type=click.Path(file_okay=False),
-              help="Where ca.pem is written once the port accepts connections.")
-@click.option("--faults", default="", help='Fault spec, e.g. "expire_token_after=50,unavailable=3".')
+@click.option(
+    "--tls-dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Where ca.pem is written once the port accepts connections.",
+)
+@click.option(
+    "--faults", default="", help='Fault spec, e.g. "expire_token_after=50,unavailable=3".'
+)
 @friendly_errors
 def mock_org(data: str, port: int, tls_dir: str, faults: str) -> None:
     """Serve an org snapshot at https://127.0.0.1:PORT until Ctrl-C."""
@@ -211,11 +264,16 @@ def schedule(config: str | None, once: bool) -> None:
 
 @cli.command()
 @click.option("--config", "config", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["html", "md", "json"]), default="md",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["html", "md", "json"]), default="md", show_default=True
+)
 @click.option("--out", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
-@click.option("--db", "db_path", type=click.Path(dir_okay=False),
-              help="Read this store instead of the config's [store] path (e.g. awu-audit-demo.db).")
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False),
+    help="Read this store instead of the config's [store] path (e.g. awu-audit-demo.db).",
+)
 @friendly_errors
 def report(config: str | None, fmt: str, out: str | None, db_path: str | None) -> None:
     """Findings and usage from the store, as HTML, Markdown or JSON."""

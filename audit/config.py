@@ -349,8 +349,15 @@ def _check_semantics(cfg: Config) -> None:
         major = float(sf.api_version)
     except ValueError:
         major = 0.0
-    if major < 32.0 or not sf.api_version.replace(".", "", 1).isdigit() or "." not in sf.api_version:
-        raise ConfigError('config key salesforce.api_version must look like "62.0" (32.0 or later: EventLogFile needs it)')
+    if (
+        major < 32.0
+        or not sf.api_version.replace(".", "", 1).isdigit()
+        or "." not in sf.api_version
+    ):
+        raise ConfigError(
+            'config key salesforce.api_version must look like "62.0" '
+            "(32.0 or later: EventLogFile needs it)"
+        )
     if cfg.budget.period != "month":
         raise ConfigError('config key budget.period: only "month" is supported')
     if cfg.budget.credits <= 0:

@@ -27,10 +27,10 @@ def write_mock_config(
     text = f"""\
 [salesforce]
 login_url = "{url}"
-consumer_key = "{org['consumer_key']}"
-username = "{org['username']}"
-private_key_file = "{(snapshot / 'app.key').as_posix()}"
-api_version = "{org['api_version']}"
+consumer_key = "{org["consumer_key"]}"
+username = "{org["username"]}"
+private_key_file = "{(snapshot / "app.key").as_posix()}"
+api_version = "{org["api_version"]}"
 ca_bundle = "{ca_pem.as_posix()}"
 
 [store]
@@ -41,8 +41,9 @@ path = "{store.as_posix()}"
     return path
 
 
-def run_demo(db_path: Path, *, actions: int = 5000, seed: int = 7,
-             source: str = "agentworkitem") -> None:
+def run_demo(
+    db_path: Path, *, actions: int = 5000, seed: int = 7, source: str = "agentworkitem"
+) -> None:
     """`source="data360"` audits the same generated org through its Data 360 objects."""
     from connector.mock.org import MockOrg
     from connector.mock.server import serve
@@ -58,14 +59,18 @@ def run_demo(db_path: Path, *, actions: int = 5000, seed: int = 7,
     with tempfile.TemporaryDirectory(prefix="awu-demo-") as tmp:
         snap = Path(tmp) / "org"
         with console.status(f"Generating a synthetic org ({actions:,} actions over 7 days)…"):
-            labels = generate_snapshot(snap, seed=seed, actions=actions, days=7, start=first,
-                                       source=source)
+            labels = generate_snapshot(
+                snap, seed=seed, actions=actions, days=7, start=first, source=source
+            )
         org = MockOrg.from_snapshot(snap)
         with serve(org, tls_dir=Path(tmp) / "tls") as server:
             console.print(f"Mock Salesforce org serving at {server.url} (loopback, TLS)")
             cfg_path = write_mock_config(
-                Path(tmp) / "demo.toml", snapshot=snap, url=server.url,
-                ca_pem=server.ca_pem, store=db_path,
+                Path(tmp) / "demo.toml",
+                snapshot=snap,
+                url=server.url,
+                ca_pem=server.ca_pem,
+                store=db_path,
                 extra='[source]\nkinds = ["data360"]\n' if source == "data360" else "",
             )
             cfg = load_config(cfg_path)
@@ -96,7 +101,9 @@ def _replace_old_demo_store(db_path: Path, console: Console) -> None:
         with closing(sqlite3.connect(db_path)) as conn:
             kinds = {r[0] for r in conn.execute("SELECT DISTINCT trigger FROM runs")}
     except sqlite3.Error:
-        raise StoreError(f"{db_path} exists and is not an awu-audit demo store; move it away") from None
+        raise StoreError(
+            f"{db_path} exists and is not an awu-audit demo store; move it away"
+        ) from None
     if kinds - {"demo"}:
         raise StoreError(f"{db_path} holds non-demo runs; pass --db to write the demo elsewhere")
     for suffix in ("", "-wal", "-shm"):

@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 __all__ = [
-    "Action", "Case", "to_ms", "from_ms", "parse_sf_datetime", "format_iso_ms", "canonical_iso_ms",
+    "Action",
+    "Case",
+    "to_ms",
+    "from_ms",
+    "parse_sf_datetime",
+    "format_iso_ms",
+    "canonical_iso_ms",
 ]
 
 #: where an action came from: both sources, AgentWorkItem only, EventLogFile only,

@@ -18,9 +18,15 @@ from audit.errors import AuditError, ConfigError
 from audit.model import Action, format_iso_ms, parse_sf_datetime
 from audit.pricing import price_window
 from audit.reconcile import reconcile
-from audit.rules import KINDS, AuditResult, compute_totals, evaluate, finding_totals
-from audit.rules import retrieval_by_name
-from audit.rules import severity_at_least
+from audit.rules import (
+    KINDS,
+    AuditResult,
+    compute_totals,
+    evaluate,
+    finding_totals,
+    retrieval_by_name,
+    severity_at_least,
+)
 from audit.store import Store
 
 __all__ = ["RunResult", "run_audit", "parse_when"]
@@ -102,8 +108,9 @@ def run_audit(
             from connector.data360 import Data360Client, Data360Syncer
 
             d360_client = closing.enter_context(Data360Client(cfg))
-            d360 = Data360Syncer(d360_client, None, cfg, run_id=run_id, sync_start=now,
-                                 progress=progress)
+            d360 = Data360Syncer(
+                d360_client, None, cfg, run_id=run_id, sync_start=now, progress=progress
+            )
             d360.discover()
 
         with Store.open(cfg.store.path) as store, store.lock(wait_s=lock_wait_s):
@@ -132,11 +139,13 @@ def run_audit(
                     else:
                         window = (d360.audit_start(start), now)  # type: ignore[union-attr]
                 if not core_kinds:
-                    result = _audit_window(cfg, store, syncer, org, run_id, window, now, kinds,
-                                           client, d360=d360)
+                    result = _audit_window(
+                        cfg, store, syncer, org, run_id, window, now, kinds, client, d360=d360
+                    )
                 else:
-                    result = _audit_window(cfg, store, syncer, org, run_id, window, now,
-                                           core_kinds, client)
+                    result = _audit_window(
+                        cfg, store, syncer, org, run_id, window, now, core_kinds, client
+                    )
                     if d360 is not None:
                         _add_side_by_side(cfg, store, d360, org, run_id, window, now, result)
                 if d360 is not None:
@@ -168,7 +177,10 @@ def _audit_window(
         actions = _load_actions(store, window, kinds)
         syncer.sync_cases(a.case_id for a in actions if a.case_id)
         result = evaluate(
-            actions, cfg.rules, cfg.pricing, sandbox=sandbox,
+            actions,
+            cfg.rules,
+            cfg.pricing,
+            sandbox=sandbox,
             multi_source={"agentworkitem", "eventlogfile"} <= kinds,
         )
     else:
@@ -180,11 +192,17 @@ def _audit_window(
 
     with store.transaction():
         store.replace_window(
-            "actions", format_iso_ms(start), format_iso_ms(end),
-            _action_rows(actions, result, sandbox, cfg), pk="id",
+            "actions",
+            format_iso_ms(start),
+            format_iso_ms(end),
+            _action_rows(actions, result, sandbox, cfg),
+            pk="id",
         )
         changes = store.sync_findings(
-            run_id, result.findings, window_start=format_iso_ms(start), window_end=format_iso_ms(end)
+            run_id,
+            result.findings,
+            window_start=format_iso_ms(start),
+            window_end=format_iso_ms(end),
         )
         days = _days_between(start, end)
         store.replace_daily_usage(days, _daily_usage(store, days))
@@ -241,10 +259,24 @@ def _audit_window(
         summary=json.dumps(output, sort_keys=True),
     )
     top = sorted(result.findings, key=lambda f: (-f.wasted_usd, f.kind, f.key))[:5]
-    store.upsert("runs", [{"id": run_id, "summary": json.dumps(
-        {**output, "analysis": _analysis(cfg, store, actions, result, window, sandbox, what_if)},
-        sort_keys=True,
-    )}], "id")
+    store.upsert(
+        "runs",
+        [
+            {
+                "id": run_id,
+                "summary": json.dumps(
+                    {
+                        **output,
+                        "analysis": _analysis(
+                            cfg, store, actions, result, window, sandbox, what_if
+                        ),
+                    },
+                    sort_keys=True,
+                ),
+            }
+        ],
+        "id",
+    )
     return RunResult(
         output=output,
         exit_code=exit_code,
@@ -279,13 +311,24 @@ def _analysis(
     start, end = window
     costs = result.costs
     return {
-        "waste_by_action": analysis.waste_by(result.findings, actions, costs, by="action_name")[:15],
+        "waste_by_action": analysis.waste_by(result.findings, actions, costs, by="action_name")[
+            :15
+        ],
         "waste_by_agent": analysis.waste_by(result.findings, actions, costs, by="agent"),
-        "reconcile_by_agent": analysis.reconcile(actions, costs, cfg.pricing, by="agent", sandbox=sandbox),
-        "reconcile_by_day": analysis.reconcile(actions, costs, cfg.pricing, by="day", sandbox=sandbox),
+        "reconcile_by_agent": analysis.reconcile(
+            actions, costs, cfg.pricing, by="agent", sandbox=sandbox
+        ),
+        "reconcile_by_day": analysis.reconcile(
+            actions, costs, cfg.pricing, by="day", sandbox=sandbox
+        ),
         "efficiency_by_agent": analysis.efficiency_by_agent(actions, costs),
         "case_outcomes": analysis.case_outcomes(
-            actions, costs, cases, window_start=start, window_end=end, pricing=cfg.pricing,
+            actions,
+            costs,
+            cases,
+            window_start=start,
+            window_end=end,
+            pricing=cfg.pricing,
             sandbox=sandbox,
         ).as_json(),
         "pricing": what_if.as_dict(),
@@ -303,7 +346,11 @@ def _evaluate_data360(
 
     actions = load_actions(store, window, voice_multiplier=cfg.pricing.voice_multiplier)
     result = evaluate(
-        actions, cfg.rules, cfg.pricing, sandbox=sandbox, multi_source=False,
+        actions,
+        cfg.rules,
+        cfg.pricing,
+        sandbox=sandbox,
+        multi_source=False,
         is_retrieval=retrieval_by_name(cfg.rules.retrieval_actions),
     )
     return actions, result
@@ -316,12 +363,14 @@ def _data360_output(output: dict[str, Any], d360: Any, actions: list[Action]) ->
 
     client = d360.client
     output["sync"]["records"] = d360.report.records
-    output["sync"].update({
-        "data360_queries": client.queries,
-        "data360_batches": client.batches,
-        "data360_rows": client.rows,
-        "data360_exchanges": client.exchanges,
-    })
+    output["sync"].update(
+        {
+            "data360_queries": client.queries,
+            "data360_batches": client.batches,
+            "data360_rows": client.rows,
+            "data360_exchanges": client.exchanges,
+        }
+    )
     output["data360"] = {"objects": d360.discover().as_json(), **unmetered_counts(actions)}
 
 
@@ -402,16 +451,20 @@ def _load_actions(store: Store, window: tuple[datetime, datetime], kinds: set[st
     hi = format_iso_ms(end + timedelta(days=1))
     db = store.db
     elf_rows = [
-        dict(r) for r in db.query(
+        dict(r)
+        for r in db.query(
             "SELECT * FROM elf_events WHERE started_at >= ? AND started_at < ?", [lo, hi]
         )
     ]
     awi_rows = {
-        r["id"]: dict(r) for r in db.query(
+        r["id"]: dict(r)
+        for r in db.query(
             "SELECT * FROM awi_records WHERE started_at >= ? AND started_at < ?", [lo, hi]
         )
     }
-    referenced = sorted({r["work_item_id"] for r in elf_rows if r["work_item_id"]} - awi_rows.keys())
+    referenced = sorted(
+        {r["work_item_id"] for r in elf_rows if r["work_item_id"]} - awi_rows.keys()
+    )
     for i in range(0, len(referenced), 500):
         chunk = referenced[i : i + 500]
         marks = ",".join("?" * len(chunk))
@@ -428,8 +481,11 @@ def _load_actions(store: Store, window: tuple[datetime, datetime], kinds: set[st
                     seen.add(r["request_id"])
                     elf_rows.append(dict(r))
     return reconcile(
-        awi_rows.values(), elf_rows, window=window,
-        use_awi="agentworkitem" in kinds, use_elf="eventlogfile" in kinds,
+        awi_rows.values(),
+        elf_rows,
+        window=window,
+        use_awi="agentworkitem" in kinds,
+        use_elf="eventlogfile" in kinds,
     )
 
 
@@ -440,19 +496,38 @@ def _action_rows(
     discount = (1.0 - cfg.pricing.sandbox_discount) if sandbox else 1.0
     for a in actions:
         c = result.costs[a.id]
-        rows.append({
-            "id": a.id, "session_id": a.session_id, "agent_id": a.agent_id,
-            "agent_name": a.agent_name, "action_name": a.action_name,
-            "action_type": a.action_type, "channel": a.channel, "status": a.status,
-            "error_code": a.error_code, "tokens": a.tokens, "prompt_tokens": a.prompt_tokens,
-            "completion_tokens": a.completion_tokens, "reported_awu": a.reported_awu,
-            "elf_tokens": a.elf_tokens, "action_input": a.action_input, "user_id": a.user_id,
-            "case_id": a.case_id, "started_at": format_iso_ms(a.started_at), "source": a.source,
-            "billable": int(c.billable), "units": c.units, "multiplier": c.multiplier,
-            "awu": c.awu, "excess_awu": c.excess_awu, "credits": c.credits,
-            "cost_usd": c.cost_usd * discount, "fingerprint": result.fingerprints.get(a.id),
-            "day": a.started_at.date().isoformat(),
-        })
+        rows.append(
+            {
+                "id": a.id,
+                "session_id": a.session_id,
+                "agent_id": a.agent_id,
+                "agent_name": a.agent_name,
+                "action_name": a.action_name,
+                "action_type": a.action_type,
+                "channel": a.channel,
+                "status": a.status,
+                "error_code": a.error_code,
+                "tokens": a.tokens,
+                "prompt_tokens": a.prompt_tokens,
+                "completion_tokens": a.completion_tokens,
+                "reported_awu": a.reported_awu,
+                "elf_tokens": a.elf_tokens,
+                "action_input": a.action_input,
+                "user_id": a.user_id,
+                "case_id": a.case_id,
+                "started_at": format_iso_ms(a.started_at),
+                "source": a.source,
+                "billable": int(c.billable),
+                "units": c.units,
+                "multiplier": c.multiplier,
+                "awu": c.awu,
+                "excess_awu": c.excess_awu,
+                "credits": c.credits,
+                "cost_usd": c.cost_usd * discount,
+                "fingerprint": result.fingerprints.get(a.id),
+                "day": a.started_at.date().isoformat(),
+            }
+        )
     return rows
 
 
@@ -486,8 +561,11 @@ def _budgets_and_alerts(
     names = sorted(set(channels) | set(channel_errors))
     to_enqueue: list[alerts_mod.Alert] = []
 
-    top_lines = [f.explanation for f in sorted(
-        result.findings, key=lambda f: (-f.wasted_usd, f.kind, f.key))[:3] if f.wasted_usd > 0]
+    top_lines = [
+        f.explanation
+        for f in sorted(result.findings, key=lambda f: (-f.wasted_usd, f.kind, f.key))[:3]
+        if f.wasted_usd > 0
+    ]
     periods = budget_mod.periods_overlapping(start, end)
     status = None
     for period in periods:
@@ -496,10 +574,15 @@ def _budgets_and_alerts(
         sent = alerts_mod.already_sent_thresholds(store, period)
         status = budget_mod.evaluate_budget(period, used, cfg.budget, sent)
         for threshold in status.new_thresholds:
-            to_enqueue.append(alerts_mod.budget_threshold_alert(
-                period, threshold, used_credits=status.used_credits,
-                budget_credits=cfg.budget.credits, top_findings=top_lines,
-            ))
+            to_enqueue.append(
+                alerts_mod.budget_threshold_alert(
+                    period,
+                    threshold,
+                    used_credits=status.used_credits,
+                    budget_credits=cfg.budget.credits,
+                    top_findings=top_lines,
+                )
+            )
 
     current = budget_mod.period_of(now)
     p_start, p_end = budget_mod.period_bounds(current)
@@ -507,40 +590,60 @@ def _budgets_and_alerts(
     fc = budget_mod.forecast(current, daily, cfg.budget, now)
     if fc is not None and fc.depletes_before_period_end:
         assert fc.depletion_date is not None
-        to_enqueue.append(alerts_mod.forecast_alert(
-            current, fc.depletion_date.isoformat(), used_credits=fc.used_credits,
-            budget_credits=cfg.budget.credits, burn_per_day=fc.burn_per_day,
-            top_findings=top_lines,
-        ))
+        to_enqueue.append(
+            alerts_mod.forecast_alert(
+                current,
+                fc.depletion_date.isoformat(),
+                used_credits=fc.used_credits,
+                budget_credits=cfg.budget.credits,
+                burn_per_day=fc.burn_per_day,
+                top_findings=top_lines,
+            )
+        )
 
     spike_rows = [
         (date.fromisoformat(r["day"]), r["agent"], r["action_name"], float(r["awu"] or 0))
         for r in store.db.query(
             "SELECT day, coalesce(agent_name, agent_id) AS agent, action_name, sum(awu) AS awu "
             "FROM actions WHERE day >= ? AND day < ? GROUP BY 1, 2, 3",
-            [(_day_floor(start) - timedelta(days=cfg.budget.spike_trailing_days)).date().isoformat(),
-             end.date().isoformat() if end.time() == datetime.min.time() else (end.date() + timedelta(days=1)).isoformat()],
+            [
+                (_day_floor(start) - timedelta(days=cfg.budget.spike_trailing_days))
+                .date()
+                .isoformat(),
+                end.date().isoformat()
+                if end.time() == datetime.min.time()
+                else (end.date() + timedelta(days=1)).isoformat(),
+            ],
         )
     ]
     for spike in budget_mod.detect_spikes(
         spike_rows, factor=cfg.budget.spike_factor, trailing_days=cfg.budget.spike_trailing_days
     ):
-        if start.date() <= spike.day < (end + timedelta(microseconds=-1)).date() + timedelta(days=1):
+        if (
+            start.date()
+            <= spike.day
+            < (end + timedelta(microseconds=-1)).date() + timedelta(days=1)
+        ):
             per_awu = cfg.pricing.credits_per_awu
-            to_enqueue.append(alerts_mod.spike_alert(
-                spike.day.isoformat(), credits=spike.awu * per_awu,
-                baseline_credits=spike.trailing_median * per_awu,
-                top_findings=(
-                    f"Grew most: agent {spike.top_agent or 'unknown'} "
-                    f"(+{spike.top_agent_growth_awu:,.1f} AWU), action {spike.top_action} "
-                    f"(+{spike.top_action_growth_awu:,.1f} AWU).",
-                ),
-            ))
+            to_enqueue.append(
+                alerts_mod.spike_alert(
+                    spike.day.isoformat(),
+                    credits=spike.awu * per_awu,
+                    baseline_credits=spike.trailing_median * per_awu,
+                    top_findings=(
+                        f"Grew most: agent {spike.top_agent or 'unknown'} "
+                        f"(+{spike.top_agent_growth_awu:,.1f} AWU), action {spike.top_action} "
+                        f"(+{spike.top_action_growth_awu:,.1f} AWU).",
+                    ),
+                )
+            )
 
     new_ids = set(changes.new_ids) | set(getattr(changes, "reopened_ids", ()))
     new_findings = [f for f in result.findings if f.id in new_ids]
     digest = alerts_mod.digest_alert(
-        now.date().isoformat(), new_findings, totals=totals,
+        now.date().isoformat(),
+        new_findings,
+        totals=totals,
         resolved=len(getattr(changes, "resolved_ids", ())),
     )
     if digest is not None:
@@ -579,7 +682,8 @@ def _credits_between(store: Store, start: datetime, end: datetime) -> float:
 
 def _credits_by_day(store: Store, start: datetime, end: datetime) -> dict[date, float]:
     rows = store.db.execute(
-        "SELECT day, sum(credits) FROM actions WHERE started_at >= ? AND started_at < ? GROUP BY day",
+        "SELECT day, sum(credits) FROM actions "
+        "WHERE started_at >= ? AND started_at < ? GROUP BY day",
         [format_iso_ms(start), format_iso_ms(end)],
     ).fetchall()
     return {date.fromisoformat(d): float(c) for d, c in rows}

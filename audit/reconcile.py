@@ -52,8 +52,11 @@ def reconcile(
             actions.append(action)
     # log rows carry only the agent's id: name ELF-only actions after their agent
     # (keyed by the id's first 15 characters: log files may carry the 15-character form)
-    names = {str(r["agent_id"])[:15]: r["agent_name"] for r in awi.values()
-             if r.get("agent_id") and r.get("agent_name")}
+    names = {
+        str(r["agent_id"])[:15]: r["agent_name"]
+        for r in awi.values()
+        if r.get("agent_id") and r.get("agent_name")
+    }
     for key, group in groups.items():
         action = _from_elf(key, group, names)
         if start <= action.started_at < end:
@@ -117,7 +120,9 @@ def _channel(value: Any) -> str:
 
 
 def _status(value: Any) -> str:
-    return "Error" if str(value or "").strip().lower() in ("error", "failed", "failure") else "Success"
+    return (
+        "Error" if str(value or "").strip().lower() in ("error", "failed", "failure") else "Success"
+    )
 
 
 def _float_or_none(value: Any) -> float | None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from pathlib import Path
 from audit.errors import StoreError
 from audit.rules import KINDS
 from audit.store import Store
@@ -18,9 +18,10 @@ __all__ = ["build_report", "render_report"]
 def build_report(store: Store, *, top: int = 20) -> dict[str, Any]:
     """Everything a report shows, read from the store (no network)."""
     db = store.db
-    last = next(iter(db.query(
-        "SELECT * FROM runs WHERE outcome = 'ok' ORDER BY started_at DESC LIMIT 1"
-    )), None)
+    last = next(
+        iter(db.query("SELECT * FROM runs WHERE outcome = 'ok' ORDER BY started_at DESC LIMIT 1")),
+        None,
+    )
     if last is None:
         raise StoreError(f"{store.path} holds no completed run yet; run `audit run` first")
     by_kind = {k: {"count": 0, "wasted_awu": 0.0, "wasted_usd": 0.0} for k in KINDS}
@@ -29,25 +30,53 @@ def build_report(store: Store, *, top: int = 20) -> dict[str, Any]:
         "FROM findings WHERE status = 'open' GROUP BY kind"
     ):
         by_kind[r["kind"]] = {
-            "count": r["n"], "wasted_awu": round(r["awu"] or 0, 6), "wasted_usd": round(r["usd"] or 0, 6)
+            "count": r["n"],
+            "wasted_awu": round(r["awu"] or 0, 6),
+            "wasted_usd": round(r["usd"] or 0, 6),
         }
     top_findings = [
-        {k: r[k] for k in ("kind", "severity", "agent", "action_name", "wasted_awu", "wasted_usd",
-                           "explanation", "started_at")}
+        {
+            k: r[k]
+            for k in (
+                "kind",
+                "severity",
+                "agent",
+                "action_name",
+                "wasted_awu",
+                "wasted_usd",
+                "explanation",
+                "started_at",
+            )
+        }
         for r in db.query(
             "SELECT * FROM findings WHERE status = 'open' AND kind != 'AWU_MISMATCH' "
-            "ORDER BY wasted_usd DESC, kind, key LIMIT ?", [top]
+            "ORDER BY wasted_usd DESC, kind, key LIMIT ?",
+            [top],
         )
     ]
-    daily = [dict(r) for r in db.query(
-        "SELECT day, sum(actions) AS actions, sum(awu) AS awu, sum(reported_awu) AS reported_awu, "
-        "sum(credits) AS credits, sum(cost_usd) AS cost_usd FROM daily_usage GROUP BY day ORDER BY day"
-    )]
+    daily = [
+        dict(r)
+        for r in db.query(
+            "SELECT day, sum(actions) AS actions, sum(awu) AS awu, "
+            "sum(reported_awu) AS reported_awu, sum(credits) AS credits, "
+            "sum(cost_usd) AS cost_usd FROM daily_usage GROUP BY day ORDER BY day"
+        )
+    ]
     summary = json.loads(last["summary"]) if last.get("summary") else {}
     analysis = summary.pop("analysis", {})
     return {
-        "run": {k: last.get(k) for k in ("id", "started_at", "ended_at", "window_start",
-                                         "window_end", "org_id", "is_sandbox")},
+        "run": {
+            k: last.get(k)
+            for k in (
+                "id",
+                "started_at",
+                "ended_at",
+                "window_start",
+                "window_end",
+                "org_id",
+                "is_sandbox",
+            )
+        },
         "last_run": summary,
         "findings": by_kind,
         "top_findings": top_findings,

@@ -388,7 +388,12 @@ def _ceiling_breach(ctx: _Ctx, action: Action, cost: ActionCost) -> Finding:
         "channel": action.channel,
     }
     return ctx.finding(
-        "CEILING_BREACH", (action.id,), [action], wasted, text, detail,
+        "CEILING_BREACH",
+        (action.id,),
+        [action],
+        wasted,
+        text,
+        detail,
         action_name=action.action_name,
     )
 
@@ -489,8 +494,7 @@ def _source_gap(ctx: _Ctx, action: Action) -> Finding | None:
         )
     elif action.source == "elf":
         text = (
-            f"{name} ({action.id}) is in the Event Monitoring logs but has no AgentWorkItem "
-            f"record."
+            f"{name} ({action.id}) is in the Event Monitoring logs but has no AgentWorkItem record."
         )
     elif action.source == "both" and (
         action.elf_tokens is not None and action.elf_tokens != action.tokens

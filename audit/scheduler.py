@@ -29,7 +29,7 @@ __all__ = ["JOB_ID", "make_trigger", "add_audit_job", "run_job_logged", "run_sch
 JOB_ID = "awu-audit"
 
 
-class WallClockCronTrigger(CronTrigger):
+class WallClockCronTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler 3.x is untyped
     """A CronTrigger that fires at most once per local wall-clock time.
 
     When clocks go back, a local time such as 02:00 happens twice; plain CronTrigger fires
@@ -175,7 +175,7 @@ def run_scheduled(
     )
 
     in_main = threading.current_thread() is threading.main_thread()
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     if in_main:
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, _raise_stop)

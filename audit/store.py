@@ -55,21 +55,49 @@ _BUSY_TIMEOUT_MS = 10_000
 
 
 class FindingLike(Protocol):
-    """What `sync_findings` needs of a finding (audit.rules.Finding has these attributes)."""
+    """What `sync_findings` needs of a finding (audit.rules.Finding has these attributes).
 
-    id: str
-    kind: str
-    key: str
-    severity: str
-    session_id: str | None
-    agent: str | None
-    action_name: str | None
-    action_ids: Sequence[str]
-    started_at: datetime
-    wasted_awu: float
-    wasted_usd: float
-    explanation: str
-    detail: Mapping[str, Any]
+    Read-only members, so a frozen dataclass such as audit.rules.Finding matches.
+    """
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def severity(self) -> str: ...
+
+    @property
+    def session_id(self) -> str | None: ...
+
+    @property
+    def agent(self) -> str | None: ...
+
+    @property
+    def action_name(self) -> str | None: ...
+
+    @property
+    def action_ids(self) -> Sequence[str]: ...
+
+    @property
+    def started_at(self) -> datetime: ...
+
+    @property
+    def wasted_awu(self) -> float: ...
+
+    @property
+    def wasted_usd(self) -> float: ...
+
+    @property
+    def explanation(self) -> str: ...
+
+    @property
+    def detail(self) -> Mapping[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -362,9 +390,7 @@ def _schema_version(conn: sqlite3.Connection, path: Path | str) -> int:
         raise StoreError(f"store {path} has an unreadable schema_version: {row[0]!r}") from None
 
 
-def migrate(
-    db: sqlite_utils.Database, target: int | None = None, *, path: Path | str = ""
-) -> int:
+def migrate(db: sqlite_utils.Database, target: int | None = None, *, path: Path | str = "") -> int:
     """Bring the schema of `db` to `target` (default: the latest) in one transaction.
 
     Returns the version the store is at afterwards. A store newer than this code is refused.
@@ -590,9 +616,7 @@ class Store:
                 groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
                 for row in batch:
                     groups.setdefault(tuple(row), []).append(
-                        tuple(
-                            v if isinstance(v, _PLAIN) else to_db_value(v) for v in row.values()
-                        )
+                        tuple(v if isinstance(v, _PLAIN) else to_db_value(v) for v in row.values())
                     )
                 for columns, values in groups.items():
                     missing = [c for c in pks if c not in columns]

@@ -22,8 +22,10 @@ def print_summary(result: Any, *, store_path: Path, console: Console | None = No
     con = console or Console()
     t = out["totals"]
     sandbox = " (sandbox)" if out["is_sandbox"] else ""
-    con.print(f"[bold]awu-audit[/bold] org {out['org_id']}{sandbox}  window "
-              f"{out['window']['start']} .. {out['window']['end']}")
+    con.print(
+        f"[bold]awu-audit[/bold] org {out['org_id']}{sandbox}  window "
+        f"{out['window']['start']} .. {out['window']['end']}"
+    )
     con.print(
         f"Totals: {t['actions']:,} actions ({t['billable_actions']:,} billable), "
         f"{t['tokens']:,} tokens, {t['awu']:,.1f} AWU recomputed vs {t['reported_awu']:,.1f} "

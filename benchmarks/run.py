@@ -18,10 +18,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import json
 import socket
 import subprocess
 import sys
-import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -62,15 +62,28 @@ def mock_org_process(snap: Path, tls_dir: Path) -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "audit.cli", "mock-org", "--data", str(snap), "--port", str(port),
-         "--tls-dir", str(tls_dir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "audit.cli",
+            "mock-org",
+            "--data",
+            str(snap),
+            "--port",
+            str(port),
+            "--tls-dir",
+            str(tls_dir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 120
         while not (tls_dir / "ca.pem").exists():
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mock org did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+                raise RuntimeError(
+                    f"mock org did not start: {proc.stderr.read().decode() if proc.stderr else ''}"
+                )
             time.sleep(0.05)
         yield f"https://127.0.0.1:{port}"
     finally:
@@ -88,19 +101,30 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="awu-bench-") as tmp:
         root = Path(tmp)
         snap = root / "org"
-        t_gen, labels = timed(lambda: generate_snapshot(
-            snap, seed=11, actions=args.actions, days=args.days, start=date(2026, 9, 1)))
+        t_gen, labels = timed(
+            lambda: generate_snapshot(
+                snap, seed=11, actions=args.actions, days=args.days, start=date(2026, 9, 1)
+            )
+        )
         t_read, rows = timed(lambda: read_snapshot(snap))
-        print(f"snapshot: {labels['totals']['actions']:,} actions, {rows:,} rows on disk; "
-              f"generated in {t_gen:.2f} s")
+        print(
+            f"snapshot: {labels['totals']['actions']:,} actions, {rows:,} rows on disk; "
+            f"generated in {t_gen:.2f} s"
+        )
         print(f"baseline  read snapshot files      {t_read:8.2f} s   1.00x")
 
         # the mock org runs in its own process, as Salesforce would: the figures below are
         # the auditor's own cost, not the mock's
         with mock_org_process(snap, root / "tls") as url:
-            cfg = load_config(write_mock_config(
-                root / "bench.toml", snapshot=snap, url=url, ca_pem=root / "tls" / "ca.pem",
-                store=root / "bench.db"))
+            cfg = load_config(
+                write_mock_config(
+                    root / "bench.toml",
+                    snapshot=snap,
+                    url=url,
+                    ca_pem=root / "tls" / "ca.pem",
+                    store=root / "bench.db",
+                )
+            )
             since = datetime.fromisoformat(labels["window"]["since"].replace("Z", "+00:00"))
             until = datetime.fromisoformat(labels["window"]["until"].replace("Z", "+00:00"))
             cpu0 = time.process_time()
@@ -109,9 +133,14 @@ def main() -> None:
             t_rerun, _ = timed(lambda: run_audit(cfg, since=since, until=until))
         assert result.output["totals"]["actions"] == labels["totals"]["actions"]
         n = result.output["totals"]["actions"]
-        print(f"sync+audit over HTTPS mock          {t_run:8.2f} s  {t_run / t_read:5.2f}x "
-              f"({n / t_run:,.0f} actions/s; auditor CPU {cpu_run:.2f} s = {cpu_run / t_read:.2f}x)")
-        print(f"re-run, nothing new                 {t_rerun:8.2f} s  {t_rerun / t_run:5.2f}x of first run")
+        print(
+            f"sync+audit over HTTPS mock          {t_run:8.2f} s  {t_run / t_read:5.2f}x "
+            f"({n / t_run:,.0f} actions/s; auditor CPU {cpu_run:.2f} s = {cpu_run / t_read:.2f}x)"
+        )
+        print(
+            f"re-run, nothing new                 {t_rerun:8.2f} s  "
+            f"{t_rerun / t_run:5.2f}x of first run"
+        )
 
         with Store.open(root / "bench.db") as store:
             from audit.pipeline import _load_actions
@@ -120,8 +149,10 @@ def main() -> None:
         t_floor, _ = timed(lambda: [recompute_awu(a, cfg.rules, cfg.pricing) for a in actions])
         t_rules, res = timed(lambda: evaluate(actions, cfg.rules, cfg.pricing))
         print(f"baseline  recompute AWU only        {t_floor:8.3f} s   1.00x")
-        print(f"rules: all eight findings           {t_rules:8.3f} s  {t_rules / t_floor:5.2f}x "
-              f"({len(res.findings):,} findings)")
+        print(
+            f"rules: all eight findings           {t_rules:8.3f} s  {t_rules / t_floor:5.2f}x "
+            f"({len(res.findings):,} findings)"
+        )
     print(f"done at {datetime.now(timezone.utc):%Y-%m-%d %H:%M}Z")
 
 

@@ -41,7 +41,9 @@ def load_private_key(path: Path) -> rsa.RSAPrivateKey:
     except FileNotFoundError:
         raise ConfigError(f"salesforce.private_key_file not found: {path}") from None
     except OSError as exc:
-        raise ConfigError(f"salesforce.private_key_file unreadable: {path} ({exc.strerror})") from None
+        raise ConfigError(
+            f"salesforce.private_key_file unreadable: {path} ({exc.strerror})"
+        ) from None
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):
@@ -103,7 +105,10 @@ class TokenProvider:
         try:
             resp = self._http.post(
                 url,
-                data={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion},
+                data={
+                    "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                    "assertion": assertion,
+                },
                 headers={"Accept": "application/json"},
             )
         except httpx.HTTPError as exc:

@@ -13,13 +13,13 @@ import hashlib
 import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TypeVar, cast
 from urllib.parse import quote
 
 import httpx
 import requests
-import simple_salesforce
 from simple_salesforce import exceptions as sf_exc
+from simple_salesforce.api import Salesforce
 from tenacity import (
     Retrying,
     retry_if_exception_type,
@@ -93,8 +93,10 @@ class SalesforceClient:
         sf = cfg.salesforce
         for name, value in (("consumer_key", sf.consumer_key), ("username", sf.username)):
             if not value.strip():  # the config loader defaults them to ""
-                raise ConfigError(f"config key salesforce.{name} is required (the connected "
-                                  "app's consumer key and the integration user's username)")
+                raise ConfigError(
+                    f"config key salesforce.{name} is required (the connected "
+                    "app's consumer key and the integration user's username)"
+                )
         key = load_private_key(sf.private_key_file)
         verify: ssl.SSLContext | bool = True
         if sf.ca_bundle is not None:
@@ -103,7 +105,9 @@ class SalesforceClient:
             verify = ssl.create_default_context(cafile=str(sf.ca_bundle))
         # trust_env=False: the environment's CA bundle must not override a configured one
         self._http = httpx.Client(
-            verify=verify, trust_env=sf.ca_bundle is None, timeout=sf.timeout_s,
+            verify=verify,
+            trust_env=sf.ca_bundle is None,
+            timeout=sf.timeout_s,
             follow_redirects=False,
         )
         self._session = requests.Session()
@@ -112,7 +116,7 @@ class SalesforceClient:
             self._session.verify = str(sf.ca_bundle)
         self._tokens = TokenProvider(sf, self._http, key)
         self._token: Token | None = None
-        self._sf: simple_salesforce.Salesforce | None = None
+        self._sf: Salesforce | None = None
         self._sleep = sleep
         self.api_calls = 0
         self.usage: ApiUsage | None = None
@@ -121,7 +125,7 @@ class SalesforceClient:
     # -- lifecycle ------------------------------------------------------------------------
     def connect(self) -> Token:
         self._token = self._tokens.fetch()
-        self._sf = simple_salesforce.Salesforce(
+        self._sf = Salesforce(
             instance_url=self._token.instance_url,
             session_id=self._token.access_token,
             session=self._session,
@@ -158,15 +162,15 @@ class SalesforceClient:
             next_url = page.get("nextRecordsUrl")
             if page.get("done", True) or not next_url:
                 return
-            page = self._call(lambda sf, u=next_url: sf.query_more(u, identifier_is_url=True))
+            page = self._call(_next_page(next_url))
 
     def query_all(self, soql: str) -> list[dict[str, Any]]:
         return [r for page in self.query_pages(soql) for r in page]
 
     def describe(self, sobject: str) -> dict[str, Any]:
         path = f"sobjects/{quote(sobject)}/describe"
-        result: dict[str, Any] = self._call(lambda sf: sf.restful(path))
-        return result
+        result = self._call(lambda sf: sf.restful(path))
+        return cast("dict[str, Any]", result)  # simple-salesforce types it Any | None
 
     def download_logfile(
         self, file_id: str, sink: IO[bytes], *, expected_size: int | None = None
@@ -175,7 +179,7 @@ class SalesforceClient:
         A download cut off midway raises and is retried from scratch: `sink` is truncated
         before each attempt, so a half file is never handed on."""
 
-        def attempt(_: simple_salesforce.Salesforce) -> tuple[int, str]:
+        def attempt(_: Salesforce) -> tuple[int, str]:
             sink.seek(0)
             sink.truncate()
             assert self._token is not None
@@ -213,7 +217,7 @@ class SalesforceClient:
         return self._call(attempt)
 
     # -- the retry loop -------------------------------------------------------------------
-    def _call(self, fn: Callable[[simple_salesforce.Salesforce], T]) -> T:
+    def _call(self, fn: Callable[[Salesforce], T]) -> T:
         """Run one request: refresh the token once on INVALID_SESSION_ID, back off on
         transient failures (bounded, exponential with jitter), fail at once otherwise."""
         if self._sf is None:
@@ -227,7 +231,7 @@ class SalesforceClient:
             sleep=self._sleep or _default_sleep,
         )
         try:
-            return retrying(self._once_with_refresh, fn)
+            return retrying(lambda: self._once_with_refresh(fn))
         except _Transient as exc:
             raise RateLimited(
                 f"Salesforce kept failing after {sync.max_retries} retries: {exc.error}",
@@ -235,7 +239,7 @@ class SalesforceClient:
                 error_code=exc.error.error_code,
             ) from None
 
-    def _once_with_refresh(self, fn: Callable[[simple_salesforce.Salesforce], T]) -> T:
+    def _once_with_refresh(self, fn: Callable[[Salesforce], T]) -> T:
         refreshed = False
         while True:
             self._check_reserve()
@@ -273,7 +277,7 @@ class SalesforceClient:
 
     def _note_usage(self, header: str | None) -> None:
         if header:
-            usage = simple_salesforce.Salesforce.parse_api_usage(header).get("api-usage")
+            usage = Salesforce.parse_api_usage(header).get("api-usage")
             if usage is not None:
                 self.usage = ApiUsage(int(usage.used), int(usage.total))
 
@@ -293,7 +297,12 @@ def _default_sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def _translate(fn: Callable[[simple_salesforce.Salesforce], T], sf: simple_salesforce.Salesforce) -> T:
+def _next_page(url: str) -> Callable[[Salesforce], Any]:
+    """The request for the page a query's nextRecordsUrl points at."""
+    return lambda sf: sf.query_more(url, identifier_is_url=True)
+
+
+def _translate(fn: Callable[[Salesforce], T], sf: Salesforce) -> T:
     try:
         return fn(sf)
     except sf_exc.SalesforceError as exc:
@@ -322,7 +331,9 @@ def _network_error(exc: BaseException, url: str) -> SalesforceError:
     if "CERTIFICATE_VERIFY_FAILED" in str(exc):
         return SalesforceError(
             f"TLS certificate of {_host_of(url)} not trusted — set salesforce.ca_bundle "
-            "for a private CA", status=None, error_code="TLS",
+            "for a private CA",
+            status=None,
+            error_code="TLS",
         )
     return SalesforceError(f"network error talking to {_host_of(url)}: {kind} {detail}".strip())
 
@@ -353,7 +364,7 @@ def _path_of(url: str) -> str:
 def _host_of(url: str) -> str:
     try:
         return httpx.URL(url).host or url
-    except Exception:  # noqa: BLE001 - a malformed URL only affects the message
+    except Exception:
         return "Salesforce"
 
 

@@ -86,21 +86,38 @@ class ObjectSpec:
 
 
 USAGE = ObjectSpec(
-    "usage", "AiAgentGenerativeAiUsage",
-    required=("Id", "Timestamp", "AiAgentSessionId", "AiAgentToolName", "PromptTotalTokenCount",
-              "UsageQuantity", "RequestIdentifier"),
-    optional=("AgentIdentifier", "AgentDeveloperName", "UserId", "PromptInputTokenCount",
-              "PromptCompletionTokenCount", "AiAgentInteractionId", "MeteringSkipReasonCode",
-              "UsageTypeCode"),
+    "usage",
+    "AiAgentGenerativeAiUsage",
+    required=(
+        "Id",
+        "Timestamp",
+        "AiAgentSessionId",
+        "AiAgentToolName",
+        "PromptTotalTokenCount",
+        "UsageQuantity",
+        "RequestIdentifier",
+    ),
+    optional=(
+        "AgentIdentifier",
+        "AgentDeveloperName",
+        "UserId",
+        "PromptInputTokenCount",
+        "PromptCompletionTokenCount",
+        "AiAgentInteractionId",
+        "MeteringSkipReasonCode",
+        "UsageTypeCode",
+    ),
     one_of=("IsMeteredIndicator", "IsBillableIndicator"),
 )
 STEP = ObjectSpec(
-    "step", "AiAgentInteractionStep",
+    "step",
+    "AiAgentInteractionStep",
     required=("Id", "GenAiGatewayRequestId", "InputValueText", "ErrorMessageText"),
     optional=("AiAgentInteractionId", "PrevStepId", "StartTimestamp", "AiAgentInteractionStepType"),
 )
 SESSION = ObjectSpec(
-    "session", "AiAgentSession",
+    "session",
+    "AiAgentSession",
     required=("Id", "AiAgentChannelType"),
     optional=("RelatedVoiceCallId", "StartTimestamp"),
 )
@@ -111,8 +128,11 @@ _IDENT = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 def candidates(base: str) -> list[tuple[str, str]]:
     """(family, object API name) to try, in order: ssot__X__dlm, std__XDmo__dlm, X_std__dlm."""
-    return [("ssot", f"ssot__{base}__dlm"), ("std_dmo", f"std__{base}Dmo__dlm"),
-            ("std", f"{base}_std__dlm")]
+    return [
+        ("ssot", f"ssot__{base}__dlm"),
+        ("std_dmo", f"std__{base}Dmo__dlm"),
+        ("std", f"{base}_std__dlm"),
+    ]
 
 
 def _logical_name(name: str) -> str:
@@ -166,7 +186,9 @@ def _discover_one(spec: ObjectSpec, by_name: Mapping[str, Mapping[str, Any]]) ->
         if entity is not None:
             found.append((fam, entity))
     if not found:  # the families' variants, e.g. other capitalisation of "AiAgent"
-        pattern = re.compile(rf"^(?:ssot__|std__)?{spec.base}(?:Dmo)?(?:_std)?__dlm$", re.IGNORECASE)
+        pattern = re.compile(
+            rf"^(?:ssot__|std__)?{spec.base}(?:Dmo)?(?:_std)?__dlm$", re.IGNORECASE
+        )
         found = [("other", by_name[n]) for n in sorted(by_name) if pattern.match(n)]
     if not found:
         tried = ", ".join(n for _, n in candidates(spec.base))
@@ -184,8 +206,9 @@ def _discover_one(spec: ObjectSpec, by_name: Mapping[str, Mapping[str, Any]]) ->
     raise ConfigError(first_missing)
 
 
-def _columns_of(spec: ObjectSpec, family: str,
-                entity: Mapping[str, Any]) -> tuple[DiscoveredObject, str]:
+def _columns_of(
+    spec: ObjectSpec, family: str, entity: Mapping[str, Any]
+) -> tuple[DiscoveredObject, str]:
     """The object with the columns it has, and an error line if it lacks needed ones."""
     name = str(entity["name"])
     fields = [str(f.get("name")) for f in entity.get("fields") or [] if isinstance(f, Mapping)]
@@ -205,8 +228,10 @@ def _columns_of(spec: ObjectSpec, family: str,
         missing.append(" or ".join(f"{prefix or ''}{m}__c" for m in spec.one_of))
     error = ""
     if missing:
-        error = (f"Data 360 object {name} lacks column(s) {', '.join(missing)} — the audit "
-                 "needs them (check the object's data model and field-level access)")
+        error = (
+            f"Data 360 object {name} lacks column(s) {', '.join(missing)} — the audit "
+            "needs them (check the object's data model and field-level access)"
+        )
     return DiscoveredObject(spec, name, family, columns), error
 
 
@@ -228,8 +253,19 @@ def parse_timestamp(value: str) -> datetime:
     return parse_sf_datetime(text)
 
 
-_NUMERIC = ("DECIMAL", "NUMERIC", "NUMBER", "DOUBLE", "FLOAT", "REAL", "INT", "BIGINT",
-            "SMALLINT", "TINYINT", "INTEGER")
+_NUMERIC = (
+    "DECIMAL",
+    "NUMERIC",
+    "NUMBER",
+    "DOUBLE",
+    "FLOAT",
+    "REAL",
+    "INT",
+    "BIGINT",
+    "SMALLINT",
+    "TINYINT",
+    "INTEGER",
+)
 _TIMESTAMPS = ("TIMESTAMP", "DATE_TIME", "DATETIME")
 
 
@@ -268,13 +304,15 @@ def decode_rows(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for values in payload.get("data") or []:
         if isinstance(values, Mapping):  # tolerate keyed rows
-            rows.append({n: decode_value(values.get(n), t) for n, t in zip(names, types)})
+            rows.append(
+                {n: decode_value(values.get(n), t) for n, t in zip(names, types, strict=False)}
+            )
             continue
         if len(values) != len(names):
             raise SalesforceError(
                 f"Data 360 answered a row of {len(values)} values for {len(names)} columns"
             )
-        rows.append({n: decode_value(v, t) for n, t, v in zip(names, types, values)})
+        rows.append({n: decode_value(v, t) for n, t, v in zip(names, types, values, strict=False)})
     return rows
 
 
@@ -320,8 +358,12 @@ class Data360Client:
             if not sf.ca_bundle.is_file():
                 raise ConfigError(f"salesforce.ca_bundle not found: {sf.ca_bundle}")
             verify = ssl.create_default_context(cafile=str(sf.ca_bundle))
-        self._http = httpx.Client(verify=verify, trust_env=sf.ca_bundle is None,
-                                  timeout=sf.timeout_s, follow_redirects=False)
+        self._http = httpx.Client(
+            verify=verify,
+            trust_env=sf.ca_bundle is None,
+            timeout=sf.timeout_s,
+            follow_redirects=False,
+        )
         self._core_tokens = TokenProvider(sf, self._http, key)
         self._tenant: _TenantToken | None = None
         self._sleep = sleep
@@ -363,26 +405,43 @@ class Data360Client:
         self.exchanges += 1
         body = _json(resp)
         if resp.status_code >= 500:
-            raise _Transient(SalesforceError(
-                f"Data 360 token exchange answered HTTP {resp.status_code}", status=resp.status_code))
-        if resp.status_code != 200 or not isinstance(body, dict) or not body.get("access_token") \
-                or not body.get("instance_url"):
+            raise _Transient(
+                SalesforceError(
+                    f"Data 360 token exchange answered HTTP {resp.status_code}",
+                    status=resp.status_code,
+                )
+            )
+        if (
+            resp.status_code != 200
+            or not isinstance(body, dict)
+            or not body.get("access_token")
+            or not body.get("instance_url")
+        ):
             error = body.get("error") if isinstance(body, dict) else None
             desc = body.get("error_description") if isinstance(body, dict) else None
             raise AuthError(
                 f"Data 360 refused the token exchange ({error or resp.status_code}): "
                 f"{desc or 'no description'} — the connected app needs the api, cdp_query_api "
                 "and cdp_profile_api scopes and the user the Data 360 permission set"
-                + (" and access to data space " + self._cfg.data360.dataspace
-                   if self._cfg.data360.dataspace else "")
+                + (
+                    " and access to data space " + self._cfg.data360.dataspace
+                    if self._cfg.data360.dataspace
+                    else ""
+                )
             )
         instance = str(body["instance_url"]).strip().rstrip("/")
         base = instance if instance.startswith(("https://", "http://")) else f"https://{instance}"
         self._tenant = _TenantToken(str(body["access_token"]), base)
 
     # -- requests -------------------------------------------------------------------------
-    def request(self, method: str, path: str, *, json_body: Any = None,
-                params: Mapping[str, str] | None = None) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Any:
         """One tenant call: one re-exchange on 401, backoff on 5xx/429/network errors."""
         sync = self._cfg.sync
         retrying = Retrying(
@@ -397,11 +456,13 @@ class Data360Client:
         except _Transient as exc:
             raise RateLimited(
                 f"Data 360 kept failing after {sync.max_retries} retries: {exc.error}",
-                status=exc.error.status, error_code=exc.error.error_code,
+                status=exc.error.status,
+                error_code=exc.error.error_code,
             ) from None
 
-    def _once_with_refresh(self, method: str, path: str, json_body: Any,
-                           params: Mapping[str, str] | None) -> Any:
+    def _once_with_refresh(
+        self, method: str, path: str, json_body: Any, params: Mapping[str, str] | None
+    ) -> Any:
         refreshed = False
         while True:
             if self._tenant is None:
@@ -412,9 +473,14 @@ class Data360Client:
             self.requests += 1
             try:
                 resp = self._http.request(
-                    method, url, json=json_body, params=params,
-                    headers={"Authorization": f"Bearer {self._tenant.access_token}",
-                             "Accept": "application/json"},
+                    method,
+                    url,
+                    json=json_body,
+                    params=params,
+                    headers={
+                        "Authorization": f"Bearer {self._tenant.access_token}",
+                        "Accept": "application/json",
+                    },
                 )
             except httpx.HTTPError as exc:
                 error = _network_error(exc, url)
@@ -427,8 +493,10 @@ class Data360Client:
                     raise SalesforceError(f"Data 360 answered {path} with a body that is not JSON")
                 return body
             code, message = _first_error(_json(resp))
-            text = " ".join(f"Data 360 answered HTTP {resp.status_code} {code or ''} on "
-                            f"{path.split('?')[0]}: {message or 'no message'}".split())
+            text = " ".join(
+                f"Data 360 answered HTTP {resp.status_code} {code or ''} on "
+                f"{path.split('?')[0]}: {message or 'no message'}".split()
+            )
             decision = classify(resp.status_code, None if resp.status_code == 401 else code)
             if decision is Decision.REFRESH and not refreshed:
                 refreshed = True
@@ -488,18 +556,24 @@ def _first_error(body: Any) -> tuple[str | None, str | None]:
     if isinstance(body, list) and body and isinstance(body[0], dict):
         return body[0].get("errorCode"), body[0].get("message")
     if isinstance(body, dict):
-        return (body.get("errorCode") or body.get("error"),
-                body.get("message") or body.get("error_description"))
+        return (
+            body.get("errorCode") or body.get("error"),
+            body.get("message") or body.get("error_description"),
+        )
     return None, None
 
 
 def _network_error(exc: BaseException, url: str) -> SalesforceError:
     host = httpx.URL(url).host if url else "Data 360"
     if "CERTIFICATE_VERIFY_FAILED" in str(exc):
-        return SalesforceError(f"TLS certificate of {host} not trusted — set salesforce.ca_bundle "
-                               "for a private CA", error_code="TLS")
+        return SalesforceError(
+            f"TLS certificate of {host} not trusted — set salesforce.ca_bundle for a private CA",
+            error_code="TLS",
+        )
     detail = str(exc).splitlines()[0][:160] if str(exc) else ""
-    return SalesforceError(f"network error talking to {host}: {type(exc).__name__} {detail}".strip())
+    return SalesforceError(
+        f"network error talking to {host}: {type(exc).__name__} {detail}".strip()
+    )
 
 
 # --------------------------------------------------------------------------- sync
@@ -520,18 +594,40 @@ class Data360Report:
             self.earliest_changed = started_at
 
 
-_EVENT_COLUMNS = ("id", "request_id", "started_at", "session_id", "interaction_id", "agent_id",
-                  "agent_name", "tool_name", "user_id", "prompt_tokens", "completion_tokens",
-                  "tokens", "usage_quantity", "is_metered", "is_billable", "skip_reason",
-                  "usage_type")
+_EVENT_COLUMNS = (
+    "id",
+    "request_id",
+    "started_at",
+    "session_id",
+    "interaction_id",
+    "agent_id",
+    "agent_name",
+    "tool_name",
+    "user_id",
+    "prompt_tokens",
+    "completion_tokens",
+    "tokens",
+    "usage_quantity",
+    "is_metered",
+    "is_billable",
+    "skip_reason",
+    "usage_type",
+)
 
 
 class Data360Syncer:
     """Syncs one org's Data 360 usage events (with their steps and sessions) into a store."""
 
-    def __init__(self, client: Data360Client, store: Any, cfg: Config, *, run_id: str,
-                 sync_start: datetime,
-                 progress: Callable[[str, int, int | None], None] | None = None):
+    def __init__(
+        self,
+        client: Data360Client,
+        store: Any,
+        cfg: Config,
+        *,
+        run_id: str,
+        sync_start: datetime,
+        progress: Callable[[str, int, int | None], None] | None = None,
+    ):
         self.client = client
         self.store = store
         self.cfg = cfg
@@ -564,8 +660,10 @@ class Data360Syncer:
         if window is not None and window[0] < cap:
             todo = subtract_intervals(
                 (format_iso_ms(window[0]), format_iso_ms(min(window[1], cap))),
-                [*(tuple(iv) for iv in state.get("covered", [])),
-                 (format_iso_ms(since_bound), "9999-12-31T00:00:00.000Z")],
+                [
+                    *(tuple(iv) for iv in state.get("covered", [])),
+                    (format_iso_ms(since_bound), "9999-12-31T00:00:00.000Z"),
+                ],
             )
             settled = format_iso_ms(cap - settle)
             for lo, hi in todo:
@@ -573,7 +671,8 @@ class Data360Syncer:
                 state = {**(self.store.get_sync_state(SOURCE) or {}), **state}
                 if lo < min(hi, settled):  # only settled event time counts as covered
                     state["covered"] = merge_intervals(
-                        [*state.get("covered", []), (lo, min(hi, settled))])
+                        [*state.get("covered", []), (lo, min(hi, settled))]
+                    )
                 with self.store.transaction():
                     self.store.set_sync_state(SOURCE, state, self.run_id)
 
@@ -611,7 +710,8 @@ class Data360Syncer:
                 if restarts > MAX_RESTARTS:
                     raise SalesforceError(
                         f"Data 360 batch ids kept expiring ({exc}); the next run resumes "
-                        "from the last committed page") from None
+                        "from the last committed page"
+                    ) from None
         if state is not None:
             # everything before `hi` has been read once: the next run starts a settle
             # margin before it
@@ -623,15 +723,21 @@ class Data360Syncer:
         u = self.discover().usage
         ts, ident, tool = u.columns["Timestamp"], u.columns["Id"], u.columns["AiAgentToolName"]
         cols = ", ".join(dict.fromkeys(u.columns.values()))
-        where = [f"{ts} >= {_ts_literal(lo)}", f"{ts} < {_ts_literal(hi)}",
-                 f"{tool} IS NOT NULL", f"{tool} <> ''", f"{tool} <> 'NOT_SET'"]
+        where = [
+            f"{ts} >= {_ts_literal(lo)}",
+            f"{ts} < {_ts_literal(hi)}",
+            f"{tool} IS NOT NULL",
+            f"{tool} <> ''",
+            f"{tool} <> 'NOT_SET'",
+        ]
         if after is not None:
             k = _ts_literal(after[0])
             where.append(f"({ts} > {k} OR ({ts} = {k} AND {ident} > {_str_literal(after[1])}))")
         return f"SELECT {cols} FROM {u.name} WHERE {' AND '.join(where)} ORDER BY {ts}, {ident}"
 
-    def _store_page(self, page: list[dict[str, Any]],
-                    state: dict[str, Any] | None) -> tuple[datetime, str] | None:
+    def _store_page(
+        self, page: list[dict[str, Any]], state: dict[str, Any] | None
+    ) -> tuple[datetime, str] | None:
         schema = self.discover()
         events = []
         last: tuple[datetime, str] | None = None
@@ -645,16 +751,27 @@ class Data360Syncer:
         if not page:
             return None
         steps = self._fetch_missing(
-            schema.step, "GenAiGatewayRequestId", "d360_steps", "request_id",
-            {e["request_id"] for e in events if e["request_id"]}, _step_row)
+            schema.step,
+            "GenAiGatewayRequestId",
+            "d360_steps",
+            "request_id",
+            {e["request_id"] for e in events if e["request_id"]},
+            _step_row,
+        )
         sessions = self._fetch_missing(
-            schema.session, "Id", "d360_sessions", "id",
-            {e["session_id"] for e in events if e["session_id"]}, _session_row)
+            schema.session,
+            "Id",
+            "d360_sessions",
+            "id",
+            {e["session_id"] for e in events if e["session_id"]},
+            _session_row,
+        )
         changed = self._changed(events)
         with self.store.transaction():
             if events:
-                self.store.upsert("d360_events", [{**e, "run_id": self.run_id} for e in events],
-                                  pk="id")
+                self.store.upsert(
+                    "d360_events", [{**e, "run_id": self.run_id} for e in events], pk="id"
+                )
             if steps:
                 self.store.upsert("d360_steps", steps, pk="id")
             if sessions:
@@ -671,10 +788,15 @@ class Data360Syncer:
         self.progress("Data 360 usage events", self.report.events, None)
         return last
 
-    def _fetch_missing(self, obj: DiscoveredObject, by: str, table: str, column: str,
-                       wanted: set[str], make: Callable[[dict[str, Any], DiscoveredObject],
-                                                        dict[str, Any] | None]
-                       ) -> list[dict[str, Any]]:
+    def _fetch_missing(
+        self,
+        obj: DiscoveredObject,
+        by: str,
+        table: str,
+        column: str,
+        wanted: set[str],
+        make: Callable[[dict[str, Any], DiscoveredObject], dict[str, Any] | None],
+    ) -> list[dict[str, Any]]:
         """Rows of `obj` whose `by` column is in `wanted`, for the ids the store lacks."""
         known = _known(self.store, table, column, sorted(wanted))
         todo = sorted(wanted - known)
@@ -699,7 +821,8 @@ class Data360Syncer:
             marks = ",".join("?" * len(chunk))
             cols = ", ".join(_EVENT_COLUMNS)
             for r in self.store.db.conn.execute(
-                    f"SELECT {cols} FROM d360_events WHERE id IN ({marks})", chunk):
+                f"SELECT {cols} FROM d360_events WHERE id IN ({marks})", chunk
+            ):
                 stored[r[0]] = tuple(r)
         return [e for e in events if stored.get(e["id"]) != tuple(e[c] for c in _EVENT_COLUMNS)]
 
@@ -709,8 +832,12 @@ def _known(store: Any, table: str, column: str, values: list[str]) -> set[str]:
     for i in range(0, len(values), 500):
         chunk = values[i : i + 500]
         marks = ",".join("?" * len(chunk))
-        found.update(r[0] for r in store.db.conn.execute(
-            f"SELECT {column} FROM {table} WHERE {column} IN ({marks})", chunk))
+        found.update(
+            r[0]
+            for r in store.db.conn.execute(
+                f"SELECT {column} FROM {table} WHERE {column} IN ({marks})", chunk
+            )
+        )
     return found
 
 
@@ -748,8 +875,10 @@ def _event_row(raw: Mapping[str, Any], obj: DiscoveredObject) -> dict[str, Any] 
     if event_id is None or ts is None or tool is None:
         return None
     quantity = _get(raw, obj, "UsageQuantity")
-    prompt, completion = _int(_get(raw, obj, "PromptInputTokenCount")), _int(
-        _get(raw, obj, "PromptCompletionTokenCount"))
+    prompt, completion = (
+        _int(_get(raw, obj, "PromptInputTokenCount")),
+        _int(_get(raw, obj, "PromptCompletionTokenCount")),
+    )
     tokens = _int(_get(raw, obj, "PromptTotalTokenCount"))
     if tokens is None and (prompt is not None or completion is not None):
         tokens = (prompt or 0) + (completion or 0)
@@ -775,7 +904,10 @@ def _event_row(raw: Mapping[str, Any], obj: DiscoveredObject) -> dict[str, Any] 
 
 
 def _step_row(raw: Mapping[str, Any], obj: DiscoveredObject) -> dict[str, Any] | None:
-    step_id, request_id = _text(_get(raw, obj, "Id")), _text(_get(raw, obj, "GenAiGatewayRequestId"))
+    step_id, request_id = (
+        _text(_get(raw, obj, "Id")),
+        _text(_get(raw, obj, "GenAiGatewayRequestId")),
+    )
     if step_id is None or request_id is None:
         return None
     return {
@@ -816,8 +948,9 @@ def is_voice(channel_type: str | None, voice_call_id: str | None) -> bool:
     return not is_nothing(voice_call_id)
 
 
-def load_actions(store: Any, window: tuple[datetime, datetime], *,
-                 voice_multiplier: float) -> list[Action]:
+def load_actions(
+    store: Any, window: tuple[datetime, datetime], *, voice_multiplier: float
+) -> list[Action]:
     """The window's actions (usage event `Timestamp` in [start, end)) from the store."""
     start, end = window
     sql = """
@@ -832,11 +965,16 @@ def load_actions(store: Any, window: tuple[datetime, datetime], *,
     cur = store.db.conn.execute(sql, [format_iso_ms(start), format_iso_ms(end)])
     names = [d[0] for d in cur.description]
     for values in cur:
-        row = dict(zip(names, values))
+        row = dict(zip(names, values, strict=False))
         action_id = row["request_id"] or row["id"]
         # one action per id: the latest event, and its best step (one with an input)
-        rank = (row["started_at"], row["id"], row["input_text"] is not None,
-                row["step_started"] or "", row["step_id"] or "")
+        rank = (
+            row["started_at"],
+            row["id"],
+            row["input_text"] is not None,
+            row["step_started"] or "",
+            row["step_id"] or "",
+        )
         if action_id not in best or rank > best[action_id][0]:
             best[action_id] = (rank, row)
     actions = []
@@ -852,30 +990,36 @@ def load_actions(store: Any, window: tuple[datetime, datetime], *,
         else:
             reported = float(Decimal(row["usage_quantity"]) * Decimal(repr(multiplier)))
         error = row["error_text"]
-        actions.append(Action(
-            id=action_id,
-            session_id=row["session_id"],
-            action_name=row["tool_name"],
-            action_type=None,
-            channel="Voice" if voice else "Text",
-            status="Error" if error else "Success",
-            tokens=row["tokens"] or 0,
-            started_at=parse_sf_datetime(row["started_at"]),
-            reported_awu=reported,
-            prompt_tokens=row["prompt_tokens"],
-            completion_tokens=row["completion_tokens"],
-            agent_id=row["agent_id"],
-            agent_name=row["agent_name"],
-            error_code=error[:255] if error else None,
-            action_input=row["input_text"],
-            user_id=row["user_id"],
-            case_id=None,
-            source=SOURCE,
-            billable_override=metered,
-            extra={"event_id": row["id"], "is_billable": row["is_billable"],
-                   "is_metered": row["is_metered"], "skip_reason": row["skip_reason"],
-                   "has_step": row["step_id"] is not None},
-        ))
+        actions.append(
+            Action(
+                id=action_id,
+                session_id=row["session_id"],
+                action_name=row["tool_name"],
+                action_type=None,
+                channel="Voice" if voice else "Text",
+                status="Error" if error else "Success",
+                tokens=row["tokens"] or 0,
+                started_at=parse_sf_datetime(row["started_at"]),
+                reported_awu=reported,
+                prompt_tokens=row["prompt_tokens"],
+                completion_tokens=row["completion_tokens"],
+                agent_id=row["agent_id"],
+                agent_name=row["agent_name"],
+                error_code=error[:255] if error else None,
+                action_input=row["input_text"],
+                user_id=row["user_id"],
+                case_id=None,
+                source=SOURCE,
+                billable_override=metered,
+                extra={
+                    "event_id": row["id"],
+                    "is_billable": row["is_billable"],
+                    "is_metered": row["is_metered"],
+                    "skip_reason": row["skip_reason"],
+                    "has_step": row["step_id"] is not None,
+                },
+            )
+        )
     return actions
 
 
@@ -894,8 +1038,17 @@ def unmetered_counts(actions: Iterable[Action]) -> dict[str, int]:
 #: API versions from which the Digital Wallet objects exist (research/data360.md §3.3-3.4)
 CONSUMPTION_ACTION_API = 63.0
 CONSUMPTION_ALERT_API = 67.0
-_ALERT_FIELDS = ("Id", "AlertType", "AlertScope", "AlertSubScope1", "AlertStatus", "TriggerType",
-                 "TriggerValue", "IsNotificationSent", "AlertTimestamp")
+_ALERT_FIELDS = (
+    "Id",
+    "AlertType",
+    "AlertScope",
+    "AlertSubScope1",
+    "AlertStatus",
+    "TriggerType",
+    "TriggerValue",
+    "IsNotificationSent",
+    "AlertTimestamp",
+)
 #: an org without the action (or without Wallet) answers one of these: absence is normal
 _ABSENT = {400, 403, 404, 405}
 
@@ -910,8 +1063,11 @@ def read_vendor_view(core: Any, api_version: str, *, sandbox: bool) -> dict[str,
     if version >= CONSUMPTION_ACTION_API:
         try:
             # the REST action endpoint takes a POST; SalesforceClient's retry loop runs it
-            body = core._call(lambda sf: sf.restful(
-                "actions/standard/computeConsumption", method="POST", json={"inputs": [{}]}))
+            body = core._call(
+                lambda sf: sf.restful(
+                    "actions/standard/computeConsumption", method="POST", json={"inputs": [{}]}
+                )
+            )
         except SalesforceError as exc:
             if exc.status not in _ABSENT:
                 raise
@@ -928,31 +1084,49 @@ def read_vendor_view(core: Any, api_version: str, *, sandbox: bool) -> dict[str,
             fields = [f for f in _ALERT_FIELDS if f.lower() in have]
             alerts = []
             if "alertstatus" in have:
-                soql = (f"SELECT {', '.join(fields)} FROM TenantConsumptionAlert "
-                        "WHERE AlertStatus = 'Active' ORDER BY AlertScope, TriggerValue")
+                soql = (
+                    f"SELECT {', '.join(fields)} FROM TenantConsumptionAlert "
+                    "WHERE AlertStatus = 'Active' ORDER BY AlertScope, TriggerValue"
+                )
                 for rec in core.query_all(soql):
-                    alerts.append({
-                        "type": rec.get("AlertType"), "scope": rec.get("AlertScope"),
-                        "environment": rec.get("AlertSubScope1"),
-                        "trigger_type": rec.get("TriggerType"),
-                        "trigger_value": rec.get("TriggerValue"),
-                        "notification_sent": rec.get("IsNotificationSent"),
-                        "at": rec.get("AlertTimestamp"),
-                    })
+                    alerts.append(
+                        {
+                            "type": rec.get("AlertType"),
+                            "scope": rec.get("AlertScope"),
+                            "environment": rec.get("AlertSubScope1"),
+                            "trigger_type": rec.get("TriggerType"),
+                            "trigger_value": rec.get("TriggerValue"),
+                            "notification_sent": rec.get("IsNotificationSent"),
+                            "at": rec.get("AlertTimestamp"),
+                        }
+                    )
     if cards is None and alerts is None:
         return None
     env = "sandbox" if sandbox else "production"
     mine = [c for c in cards or [] if str(c.get("businessEnvType") or env).lower() == env]
-    consumed = [c["unitsConsumed"] for c in mine if isinstance(c.get("unitsConsumed"), (int, float))]
-    entitled = [c["totalEntitlement"] for c in mine
-                if isinstance(c.get("totalEntitlement"), (int, float))]
+    consumed = [
+        c["unitsConsumed"] for c in mine if isinstance(c.get("unitsConsumed"), (int, float))
+    ]
+    entitled = [
+        c["totalEntitlement"] for c in mine if isinstance(c.get("totalEntitlement"), (int, float))
+    ]
     return {
         "units_consumed": float(sum(consumed)) if consumed else None,
         "total_entitlement": float(sum(entitled)) if entitled else None,
         "alerts": alerts or [],
-        "cards": [{k: c.get(k) for k in ("cardDefinitionDeveloperName", "businessEnvType",
-                                         "usageModel", "unitsConsumed", "totalEntitlement")}
-                  for c in mine],
+        "cards": [
+            {
+                k: c.get(k)
+                for k in (
+                    "cardDefinitionDeveloperName",
+                    "businessEnvType",
+                    "usageModel",
+                    "unitsConsumed",
+                    "totalEntitlement",
+                )
+            }
+            for c in mine
+        ],
     }
 
 

@@ -34,11 +34,27 @@ __all__ = ["SyncReport", "Syncer", "OrgInfo", "Interval", "subtract_intervals", 
 Progress = Callable[[str, int, "int | None"], None]
 
 #: logical fields the audit cannot work without; the rest are optional
-REQUIRED_AWI = ("id", "session_id", "action_name", "action_type", "channel", "status", "tokens",
-                "started_at")
+REQUIRED_AWI = (
+    "id",
+    "session_id",
+    "action_name",
+    "action_type",
+    "channel",
+    "status",
+    "tokens",
+    "started_at",
+)
 _INT_FIELDS = {"prompt_tokens", "completion_tokens", "tokens"}
-_ELF_FILE_FIELDS = ("Id", "EventType", "LogDate", "Interval", "Sequence", "CreatedDate",
-                    "LogFileLength", "LogFileFieldNames")
+_ELF_FILE_FIELDS = (
+    "Id",
+    "EventType",
+    "LogDate",
+    "Interval",
+    "Sequence",
+    "CreatedDate",
+    "LogFileLength",
+    "LogFileFieldNames",
+)
 
 Interval = tuple[str, str]  # [start, end) as ISO strings (sortable)
 
@@ -124,7 +140,8 @@ class Syncer:
                 missing.append(f"{api} ({logical})")
         if missing:
             raise ConfigError(
-                "AgentWorkItem in this org lacks mapped field(s): " + ", ".join(missing)
+                "AgentWorkItem in this org lacks mapped field(s): "
+                + ", ".join(missing)
                 + " — fix [fields.AgentWorkItem] in the config"
             )
         self._awi_fields = fields
@@ -148,8 +165,10 @@ class Syncer:
         if window is not None:
             todo = subtract_intervals(
                 (format_iso_ms(window[0]), format_iso_ms(window[1])),
-                [*(tuple(iv) for iv in state.get("covered", [])),
-                 (format_iso_ms(since_bound), "9999-12-31T00:00:00.000Z")],
+                [
+                    *(tuple(iv) for iv in state.get("covered", [])),
+                    (format_iso_ms(since_bound), "9999-12-31T00:00:00.000Z"),
+                ],
             )
             for lo, hi in todo:
                 soql = (
@@ -190,7 +209,9 @@ class Syncer:
         state["synced_to"] = format_iso_ms(self.sync_start.replace(microsecond=0))
         self._fetch_awi(soql, fields, state=state)
 
-    def _fetch_awi(self, soql: str, fields: dict[str, str], *, state: dict[str, Any] | None) -> None:
+    def _fetch_awi(
+        self, soql: str, fields: dict[str, str], *, state: dict[str, Any] | None
+    ) -> None:
         """Page through a query, committing each page (and the cursor, if `state`). Rows
         the store already holds unchanged (same SystemModstamp) are neither written nor
         counted: a re-read (lookback, a resumed run) fetches nothing twice."""
@@ -198,7 +219,9 @@ class Syncer:
         for page in self.client.query_pages(soql):
             rows = [self._awi_row(rec, fields) for rec in page]
             stored = _stored_modstamps(self.store, [r["id"] for r in rows])
-            rows = [r for r in rows if r["id"] not in stored or stored[r["id"]] != r["system_modstamp"]]
+            rows = [
+                r for r in rows if r["id"] not in stored or stored[r["id"]] != r["system_modstamp"]
+            ]
             with self.store.transaction():
                 if rows:
                     self.store.upsert("awi_records", rows, pk="id")
@@ -228,7 +251,7 @@ class Syncer:
             api = fields.get(logical)
             value = lower.get(api.lower()) if api else None
             if logical in _INT_FIELDS and value is not None:
-                value = int(round(float(value)))
+                value = round(float(value))
             elif logical == "reported_awu" and value is not None:
                 value = float(value)
             elif logical == "started_at" and value:
@@ -243,10 +266,14 @@ class Syncer:
     # -- EventLogFile ---------------------------------------------------------------------
     def sync_elf(self, window: tuple[datetime, datetime] | None) -> None:
         state = self.store.get_sync_state("eventlogfile") or {}
-        described = {f["name"].lower() for f in self.client.describe("EventLogFile").get("fields", [])}
+        described = {
+            f["name"].lower() for f in self.client.describe("EventLogFile").get("fields", [])
+        }
         select = ", ".join(f for f in _ELF_FILE_FIELDS if f.lower() in described or f == "Id")
         cap = datetime_literal(self.sync_start)
-        base = f"SELECT {select} FROM EventLogFile WHERE EventType = {string_literal('AgentAction')}"
+        base = (
+            f"SELECT {select} FROM EventLogFile WHERE EventType = {string_literal('AgentAction')}"
+        )
         order = "ORDER BY LogDate, Id" if "logdate" in described else "ORDER BY Id"
 
         since_bound = state.get("since_bound")
@@ -261,25 +288,32 @@ class Syncer:
         if window is not None:
             todo = subtract_intervals(
                 (format_iso_ms(_day_floor(window[0])), format_iso_ms(window[1])),
-                [*(tuple(iv) for iv in state.get("covered", [])),
-                 (format_iso_ms(since_bound), "9999-12-31T00:00:00.000Z")],
+                [
+                    *(tuple(iv) for iv in state.get("covered", [])),
+                    (format_iso_ms(since_bound), "9999-12-31T00:00:00.000Z"),
+                ],
             )
             for lo, hi in todo:
                 backfill.append(
-                    f"{base} AND LogDate >= {datetime_literal(parse_sf_datetime(lo))} AND LogDate < "
+                    f"{base} AND LogDate >= {datetime_literal(parse_sf_datetime(lo))} "
+                    "AND LogDate < "
                     f"{datetime_literal(parse_sf_datetime(hi), round_up=True)} "
                     f"AND CreatedDate <= {cap} {order}"
                 )
         created_cursor = state.get("created_cursor")
         if created_cursor:
-            settle = parse_sf_datetime(created_cursor) - timedelta(hours=self.cfg.sync.elf_settle_hours)
+            settle = parse_sf_datetime(created_cursor) - timedelta(
+                hours=self.cfg.sync.elf_settle_hours
+            )
             incremental = (
-                f"{base} AND CreatedDate > {datetime_literal(settle)} AND CreatedDate <= {cap} {order}"
+                f"{base} AND CreatedDate > {datetime_literal(settle)} "
+                f"AND CreatedDate <= {cap} {order}"
             )
         else:
             # files created since the first sync's start: new days, and old days re-published
             incremental = (
-                f"{base} AND CreatedDate >= {datetime_literal(since_bound)} AND CreatedDate <= {cap} {order}"
+                f"{base} AND CreatedDate >= {datetime_literal(since_bound)} "
+                f"AND CreatedDate <= {cap} {order}"
             )
 
         files: dict[str, dict[str, Any]] = {}
@@ -301,8 +335,10 @@ class Syncer:
             self.progress("EventLogFiles", n, total)
 
         with self.store.transaction():
-            state = {**(self.store.get_sync_state("eventlogfile") or state),
-                     "since_bound": state["since_bound"]}
+            state = {
+                **(self.store.get_sync_state("eventlogfile") or state),
+                "since_bound": state["since_bound"],
+            }
             if newest:
                 state["created_cursor"] = newest
             state["covered"] = merge_intervals([*state.get("covered", []), *todo])
@@ -340,20 +376,22 @@ class Syncer:
                 _upsert_elf_events(self.store, rows)
             self.store.upsert(
                 "elf_files",
-                [{
-                    "id": file_id,
-                    "log_date": _iso_or_none(rec.get("LogDate")),
-                    "interval": rec.get("Interval"),  # None below API 37.0: unknown
-                    "sequence": sequence,
-                    "created_date": created,
-                    "rows": len(rows),
-                    "sha256": sha,
-                    "bytes": size,
-                    "bad": 1 if bad else 0,
-                    "error": bad,
-                    "processed_at": format_iso_ms(datetime.now(timezone.utc)),
-                    "run_id": self.run_id,
-                }],
+                [
+                    {
+                        "id": file_id,
+                        "log_date": _iso_or_none(rec.get("LogDate")),
+                        "interval": rec.get("Interval"),  # None below API 37.0: unknown
+                        "sequence": sequence,
+                        "created_date": created,
+                        "rows": len(rows),
+                        "sha256": sha,
+                        "bytes": size,
+                        "bad": 1 if bad else 0,
+                        "error": bad,
+                        "processed_at": format_iso_ms(datetime.now(timezone.utc)),
+                        "run_id": self.run_id,
+                    }
+                ],
                 pk="id",
             )
         if bad:
@@ -381,7 +419,9 @@ class Syncer:
         start = default
         for day in sorted(self.report.changed_days):
             lo = format_iso_ms(datetime.fromisoformat(day).replace(tzinfo=timezone.utc))
-            hi = format_iso_ms(datetime.fromisoformat(day).replace(tzinfo=timezone.utc) + timedelta(days=1))
+            hi = format_iso_ms(
+                datetime.fromisoformat(day).replace(tzinfo=timezone.utc) + timedelta(days=1)
+            )
             for a, b in ranges:
                 if a < hi and lo < b:  # the day overlaps a synced range
                     start = min(start, parse_sf_datetime(max(a, lo)))
@@ -398,7 +438,9 @@ class Syncer:
         unknown = [c for c in wanted if c not in known]
         batches: list[str] = []
         for chunk in _chunks(unknown, 200):
-            batches.append(f"SELECT Id, Status, IsClosed, ClosedDate FROM Case WHERE Id IN {in_list(chunk)}")
+            batches.append(
+                f"SELECT Id, Status, IsClosed, ClosedDate FROM Case WHERE Id IN {in_list(chunk)}"
+            )
         if known and state.get("synced_at"):
             since = datetime_literal(parse_sf_datetime(state["synced_at"]))
             for chunk in _chunks(sorted(known), 200):
@@ -409,12 +451,14 @@ class Syncer:
         rows = []
         for soql in batches:
             for rec in self.client.query_all(soql):
-                rows.append({
-                    "id": to_18(str(rec["Id"])),
-                    "status": rec.get("Status"),
-                    "is_closed": 1 if rec.get("IsClosed") else 0,
-                    "closed_at": _iso_or_none(rec.get("ClosedDate")),
-                })
+                rows.append(
+                    {
+                        "id": to_18(str(rec["Id"])),
+                        "status": rec.get("Status"),
+                        "is_closed": 1 if rec.get("IsClosed") else 0,
+                        "closed_at": _iso_or_none(rec.get("ClosedDate")),
+                    }
+                )
         with self.store.transaction():
             if rows:
                 self.store.upsert("cases", rows, pk="id")
@@ -426,9 +470,23 @@ class Syncer:
 
 # -- store operations of the sync ---------------------------------------------------------
 _ELF_EVENT_COLUMNS = (
-    "request_id", "work_item_id", "session_id", "user_id", "agent_id", "action_name",
-    "action_type", "channel", "status", "prompt_tokens", "completion_tokens", "tokens",
-    "reported_awu", "started_at", "file_id", "file_created_date", "file_sequence",
+    "request_id",
+    "work_item_id",
+    "session_id",
+    "user_id",
+    "agent_id",
+    "action_name",
+    "action_type",
+    "channel",
+    "status",
+    "prompt_tokens",
+    "completion_tokens",
+    "tokens",
+    "reported_awu",
+    "started_at",
+    "file_id",
+    "file_created_date",
+    "file_sequence",
 )
 # A copy of a REQUEST_ID replaces the stored one only if its file is newer: latest
 # CreatedDate, then higher Sequence, then larger Id (SPEC §3.2). Processing files in any
@@ -453,9 +511,11 @@ def _stored_modstamps(store: Any, ids: list[str]) -> dict[str, str | None]:
     found: dict[str, str | None] = {}
     for chunk in _chunks(ids, 500):
         marks = ",".join("?" * len(chunk))
-        found.update(store.db.conn.execute(
-            f"SELECT id, system_modstamp FROM awi_records WHERE id IN ({marks})", chunk
-        ).fetchall())
+        found.update(
+            store.db.conn.execute(
+                f"SELECT id, system_modstamp FROM awi_records WHERE id IN ({marks})", chunk
+            ).fetchall()
+        )
     return found
 
 
@@ -470,9 +530,12 @@ def _known_ids(store: Any, table: str, ids: list[str]) -> set[str]:
     found: set[str] = set()
     for chunk in _chunks(ids, 500):
         marks = ",".join("?" * len(chunk))
-        found.update(r[0] for r in store.db.conn.execute(
-            f"SELECT id FROM {ident(table)} WHERE id IN ({marks})", chunk
-        ))
+        found.update(
+            r[0]
+            for r in store.db.conn.execute(
+                f"SELECT id FROM {ident(table)} WHERE id IN ({marks})", chunk
+            )
+        )
     return found
 
 
@@ -504,7 +567,7 @@ def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
 def merge_intervals(intervals: Iterable[Iterable[str]]) -> list[list[str]]:
     """Union of [start, end) ISO intervals, sorted and coalesced."""
     out: list[list[str]] = []
-    for lo, hi in sorted(tuple(iv) for iv in intervals):  # type: ignore[misc]
+    for lo, hi in sorted(tuple(iv) for iv in intervals):
         if lo >= hi:
             continue
         if out and lo <= out[-1][1]:
@@ -529,4 +592,3 @@ def subtract_intervals(window: Interval, covered: Iterable[Iterable[str]]) -> li
                 nxt.append((hi, b))
         todo = nxt
     return [(a, b) for a, b in todo if a < b]
-

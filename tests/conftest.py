@@ -36,7 +36,8 @@ def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def labels_of(snap: Path) -> dict[str, Any]:
-    return json.loads((snap / "labels.json").read_text())
+    result: dict[str, Any] = json.loads((snap / "labels.json").read_text())
+    return result
 
 
 @pytest.fixture

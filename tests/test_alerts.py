@@ -24,6 +24,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from audit.alerts import (
     Alert,
+    Channel,
     EmailChannel,
     SlackChannel,
     alert_id,
@@ -58,7 +59,7 @@ class SlackServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 server.requests.append({"path": self.path, "json": json.loads(body)})
                 status, headers, text = server.script.pop(0) if server.script else (200, {}, "ok")
@@ -105,13 +106,13 @@ class Mailbox:
     port: int
     envelopes: list[Any] = field(default_factory=list)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.envelopes.append(envelope)
         return "250 OK"
 
     def messages(self) -> list[EmailMessage]:
         return [
-            email.message_from_bytes(e.original_content, policy=email.policy.default)  # type: ignore[misc]
+            email.message_from_bytes(e.original_content, policy=email.policy.default)
             for e in self.envelopes
         ]
 
@@ -367,7 +368,7 @@ def test_missing_webhook_env_is_a_channel_error_not_a_crash(
 
 def test_two_thresholds_in_one_night_are_each_sent_once(store: Store, slack: SlackServer) -> None:
     mail = Recorder()
-    channels = {"slack": SlackChannel(slack.url), "email": mail}
+    channels: dict[str, Channel] = {"slack": SlackChannel(slack.url), "email": mail}
     created = enqueue(store, [_threshold(50), _threshold(75)], ["slack", "email"], "r1", NOW)
     assert len(created) == 2 and already_sent_thresholds(store, "2026-10") == {50.0, 75.0}
     sent = deliver_pending(store, channels, "r1", NOW)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import make_config, run_cli
-from tests.test_alerts import SlackServer, slack, smtp  # noqa: F401 - pytest fixtures
+from tests.test_alerts import SlackServer, slack, smtp
 
 __all__ = ["slack", "smtp"]
 
@@ -19,7 +19,8 @@ def _run(config: Path, labels: dict[str, Any], env: dict[str, str]) -> dict[str,
                    "--until", labels["window"]["until"], "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     assert SECRET_PART not in proc.stderr
-    return json.loads(proc.stdout)
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
 
 
 SECRET_PART = "xoxSECRET"
@@ -27,7 +28,7 @@ SECRET_PART = "xoxSECRET"
 
 def test_thresholds_and_digest_delivered_exactly_once(
     tmp_path: Path, snapshot: Path, labels: dict[str, Any], mock_org: Any,
-    slack: SlackServer, smtp: Any,  # noqa: F811
+    slack: SlackServer, smtp: Any,
 ) -> None:
     credits = labels["totals"]["credits"]
     budget = round(credits / 0.8)  # 80 % used: the 50 % and 75 % thresholds are crossed
@@ -81,7 +82,7 @@ to = ["finops@example.com", "admin@example.com"]
 
 
 def test_alerts_test_command_reports_each_channel(
-    tmp_path: Path, snapshot: Path, mock_org: Any, slack: SlackServer, smtp: Any,  # noqa: F811
+    tmp_path: Path, snapshot: Path, mock_org: Any, slack: SlackServer, smtp: Any,
 ) -> None:
     extra = f"""
 [alerts.slack]

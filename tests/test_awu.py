@@ -49,8 +49,8 @@ def test_units_and_awu(tokens: int, channel: str, units: int, awu: float, excess
 def test_text_action_costs_ten_cents_voice_fifteen() -> None:
     text = recompute_awu(act(100), RULES, PRICING)
     voice = recompute_awu(act(100, channel="Voice"), RULES, PRICING)
-    assert (text.credits, text.cost_usd) == (20.0, pytest.approx(0.10))
-    assert (voice.credits, voice.cost_usd) == (30.0, pytest.approx(0.15))
+    assert text.credits == 20.0 and text.cost_usd == pytest.approx(0.10)
+    assert voice.credits == 30.0 and voice.cost_usd == pytest.approx(0.15)
 
 
 def test_utility_is_free_even_above_the_ceiling() -> None:

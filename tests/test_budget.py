@@ -19,8 +19,8 @@ from audit.config import BudgetConfig
 BUDGET = BudgetConfig(credits=100_000.0)
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
 
 
 # --- periods -------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,7 +38,7 @@ def test_defaults_match_spec() -> None:
         ({"source": {"kinds": ["carrier-pigeon"]}}, "source.kinds"),
     ],
 )
-def test_errors_name_the_key(doc: dict, needle: str) -> None:
+def test_errors_name_the_key(doc: dict[str, Any], needle: str) -> None:
     with pytest.raises(ConfigError) as err:
         config_from_dict(doc)
     assert needle in str(err.value)

@@ -57,7 +57,8 @@ def snaps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _labels(snap: Path, name: str = "labels_data360.json") -> dict[str, Any]:
-    return json.loads((snap / name).read_text())
+    result: dict[str, Any] = json.loads((snap / name).read_text())
+    return result
 
 
 @pytest.fixture
@@ -75,7 +76,8 @@ def _run_json(config: Path, labels: dict[str, Any]) -> dict[str, Any]:
     proc = run_cli("run", "--config", str(config), "--since", labels["window"]["since"],
                    "--until", labels["window"]["until"], "--json")
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
 
 
 def _assert_matches(out: dict[str, Any], labels: dict[str, Any]) -> None:

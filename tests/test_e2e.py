@@ -28,7 +28,8 @@ def _run_json(config: Path, labels: dict[str, Any]) -> dict[str, Any]:
         "--until", labels["window"]["until"], "--json",
     )
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
 
 
 def test_run_json_matches_labels_and_is_idempotent(config_path: Path, labels: dict[str, Any], mock_org: Any) -> None:

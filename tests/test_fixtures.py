@@ -44,7 +44,7 @@ def _csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     with open(path, encoding="utf-8", newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader)
-        return header, [dict(zip(header, row)) for row in reader]
+        return header, [dict(zip(header, row, strict=False)) for row in reader]
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,8 @@ def _tagged(labels: dict[str, Any], tag: str) -> list[dict[str, Any]]:
 
 
 def _wasted(labels: dict[str, Any], kind: str) -> dict[str, float]:
-    return labels["findings"][kind]["wasted_by_key"]
+    wasted: dict[str, float] = labels["findings"][kind]["wasted_by_key"]
+    return wasted
 
 
 # ------------------------------------------------------------------------ determinism

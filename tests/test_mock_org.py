@@ -25,10 +25,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-from simple_salesforce import Salesforce
+from simple_salesforce.api import Salesforce, SFType
 
 from connector.mock import Faults, MockOrg, MockRequest, TruncatedBody, serve
 from connector.mock import server as server_module
+from connector.mock.org import Headers
 from connector.mock.server import main
 from connector.mock.soql import to18
 
@@ -165,7 +166,8 @@ def _token_form(assertion: str) -> dict[str, str]:
 def login(http: httpx.Client, key: rsa.RSAPrivateKey, aud: str) -> str:
     response = http.post("/services/oauth2/token", data=_token_form(make_jwt(key, aud)))
     assert response.status_code == 200, response.text
-    return response.json()["access_token"]
+    token: str = response.json()["access_token"]
+    return token
 
 
 @pytest.fixture()
@@ -176,17 +178,18 @@ def authed(client: httpx.Client, running: Any, app_key: tuple[rsa.RSAPrivateKey,
 
 def local_token(org: MockOrg, key: rsa.RSAPrivateKey, base: str = "https://127.0.0.1") -> str:
     req = MockRequest("POST", "/services/oauth2/token",
-                      headers={"Content-Type": "application/x-www-form-urlencoded"},
+                      headers=Headers({"Content-Type": "application/x-www-form-urlencoded"}),
                       body=httpx.QueryParams(_token_form(make_jwt(key, base))).__str__().encode(),
                       base_url=base)
     response = org.handle(req)
     assert response.status == 200, response.read()
-    return response.json()["access_token"]
+    token: str = response.json()["access_token"]
+    return token
 
 
 def local_get(org: MockOrg, token: str, path: str, **query: str) -> Any:
     return org.handle(MockRequest("GET", path, query=query,
-                                  headers={"Authorization": f"Bearer {token}"}))
+                                  headers=Headers({"Authorization": f"Bearer {token}"})))
 
 
 Q = f"/services/data/v{VERSION}/query"
@@ -249,7 +252,7 @@ def test_accept_auds_from_org_json(tmp_path: Path, app_key: Any) -> None:
     for aud, status in (("https://login.salesforce.com", 200), ("https://127.0.0.1", 200),
                         ("https://test.salesforce.com", 400)):
         req = MockRequest("POST", "/services/oauth2/token",
-                          headers={"content-type": "application/x-www-form-urlencoded"},
+                          headers=Headers({"content-type": "application/x-www-form-urlencoded"}),
                           body=str(httpx.QueryParams(_token_form(make_jwt(key, aud)))).encode())
         assert org.handle(req).status == status, aud
 
@@ -405,7 +408,9 @@ def test_simple_salesforce_queries_the_https_mock(running: Any, authed: httpx.Cl
     assert result["totalSize"] == N_RECORDS - 2 and len(result["records"]) == N_RECORDS - 2
     assert result["records"][0]["Id"] == to18("0BzMOCK00000003")
     assert sf.api_usage["api-usage"].total == 15000
-    assert sf.AgentWorkItem.describe()["name"] == "AgentWorkItem"
+    sobject = sf.AgentWorkItem
+    assert isinstance(sobject, SFType)
+    assert sobject.describe()["name"] == "AgentWorkItem"
     org_row = sf.query("SELECT IsSandbox FROM Organization")["records"][0]
     assert org_row["IsSandbox"] is True
     session.close()
@@ -514,7 +519,7 @@ def test_cut_logfile_for_one_file_in_process(org: MockOrg, app_key: Any) -> None
     declared = int(cut.headers["Content-Length"])
     received = bytearray()
     with pytest.raises(TruncatedBody):
-        for chunk in cut.body:  # type: ignore[union-attr]
+        for chunk in cut.body:
             received += chunk
     assert len(received) == declared // 2
     assert len(local_get(org, token, LOGFILE).read()) == declared
@@ -625,7 +630,7 @@ def test_ca_pem_is_written_only_once_the_port_accepts(org: MockOrg, tmp_path: Pa
         running_ports.append(instance.port)
         return instance
 
-    monkeypatch.setattr(server_module.os, "replace", checking_replace)
+    monkeypatch.setattr(os, "replace", checking_replace)
     monkeypatch.setattr(server_module, "MockOrgServer", recording_server)
     with serve(org, tls_dir=tls_dir) as live:
         assert observed == [True]
@@ -643,7 +648,7 @@ def test_untrusting_client_fails_and_server_survives(running: Any) -> None:
 
 
 def test_main_bad_snapshot_is_one_line_value_error(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="missing org.json"):
+    with pytest.raises(ValueError, match=r"missing org\.json"):
         main(tmp_path, 0, tmp_path / "tls")
     with pytest.raises(ValueError, match="no such directory"):
         main(tmp_path / "absent", 0, tmp_path / "tls")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from datetime import datetime, timezone
+from typing import Any
 
 from audit.reconcile import reconcile
 from connector.ids import to_18
@@ -12,13 +13,13 @@ from connector.logfiles import BadLogFile, parse_logfile
 W = (datetime(2026, 10, 1, tzinfo=timezone.utc), datetime(2026, 10, 2, tzinfo=timezone.utc))
 
 
-def awi(id_: str, tokens: int = 100, at: str = "2026-10-01T10:00:00.000Z", **kw: object) -> dict:
+def awi(id_: str, tokens: int = 100, at: str = "2026-10-01T10:00:00.000Z", **kw: object) -> dict[str, Any]:
     return {"id": id_, "session_id": "S1", "action_name": "Lookup", "action_type": "Query",
             "channel": "Text", "status": "Success", "tokens": tokens, "reported_awu": 1.0,
             "action_input": "{}", "started_at": at, **kw}
 
 
-def elf(req: str, wid: str | None, tokens: int = 100, at: str = "2026-10-01T10:00:01.000Z", **kw: object) -> dict:
+def elf(req: str, wid: str | None, tokens: int = 100, at: str = "2026-10-01T10:00:01.000Z", **kw: object) -> dict[str, Any]:
     return {"request_id": req, "work_item_id": wid, "session_id": "S1", "action_name": "Lookup",
             "action_type": "Query", "channel": "Text", "status": "Success", "tokens": tokens,
             "reported_awu": 1.0, "started_at": at, **kw}

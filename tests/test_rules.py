@@ -441,7 +441,7 @@ def conversation(n: int, **kw: Any) -> list[Action]:
 
 
 def test_exactly_twenty_billable_actions_is_not_long() -> None:
-    actions = conversation(20) + [act("u", at=99, type="Utility")]
+    actions = [*conversation(20), act("u", at=99, type="Utility")]
     assert run(actions).findings == []
 
 

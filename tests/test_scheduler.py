@@ -37,8 +37,8 @@ def _fire_times(cron: str, tz: str, start: datetime, n: int) -> list[datetime]:
     return times
 
 
-def _utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def _utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 # --- trigger ---------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from connector.mock.org import KNOWN_FIELDS, COMMON_FIELDS
+from connector.mock.org import COMMON_FIELDS, KNOWN_FIELDS
 from connector.mock.soql import (
     FieldDef,
     SoqlError,
@@ -35,7 +35,7 @@ def _awi(n: int, **values: Any) -> dict[str, Any]:
         "ActionType__c": "Query",
         "Status__c": "Success",
         "TokensConsumed__c": 1000 * n,
-        "ActionInput__c": '{"order": %d}' % n,
+        "ActionInput__c": f'{{"order": {n}}}',
         "StartTime__c": f"2026-10-0{n}T09:00:00.000+0000",
         "CaseId__c": None,
     }

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -56,7 +57,7 @@ def _mode(path: Path | str) -> int:
 
 
 @pytest.fixture
-def store(tmp_path: Path):
+def store(tmp_path: Path) -> Iterator[Store]:
     with Store.open(tmp_path / "audit.db") as s:
         yield s
 
@@ -113,7 +114,7 @@ def test_open_makes_a_loose_existing_file_private(tmp_path: Path) -> None:
 def test_a_file_that_is_not_sqlite_is_refused_by_name(tmp_path: Path) -> None:
     path = tmp_path / "notes.db"
     path.write_bytes(b"this is not a database, just some text" * 100)
-    with pytest.raises(StoreError, match="notes.db is not an awu-audit store"):
+    with pytest.raises(StoreError, match=r"notes\.db is not an awu-audit store"):
         Store.open(path)
 
 
@@ -122,7 +123,7 @@ def test_another_applications_sqlite_database_is_refused(tmp_path: Path) -> None
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE things (x)")
     conn.close()
-    with pytest.raises(StoreError, match="other.db is a SQLite database but not an awu-audit"):
+    with pytest.raises(StoreError, match=r"other\.db is a SQLite database but not an awu-audit"):
         Store.open(path)
 
 

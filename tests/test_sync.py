@@ -78,7 +78,7 @@ def served(snapshot: Path, tmp: Path, **kwargs: Any) -> Iterator[tuple[MockOrg, 
 def clean(snap: Path, labels: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A clean run over the labels window: its JSON and store row counts, for comparison."""
     tmp = tmp_path_factory.mktemp("clean")
-    with served(snap, tmp) as (org, server):
+    with served(snap, tmp) as (_org, server):
         out = audit_ok(make_config(tmp, snap, server), window(labels))
     assert_matches(out, labels)
     jsonschema.validate(out, json.loads(SCHEMA.read_text()))
@@ -102,7 +102,8 @@ def audit(config: Path, win: tuple[str, str] | None = None) -> subprocess.Comple
 def audit_ok(config: Path, win: tuple[str, str] | None = None) -> dict[str, Any]:
     proc = audit(config, win)
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
 
 
 def audit_fails(config: Path, code: int, win: tuple[str, str] | None = None) -> str:
@@ -249,7 +250,7 @@ def csv_rows(path: Path | bytes) -> tuple[list[str], list[dict[str, str]]]:
     text = path.decode() if isinstance(path, bytes) else path.read_text(encoding="utf-8")
     reader = csv.reader(io.StringIO(text))
     header = next(reader)
-    return header, [dict(zip(header, row)) for row in reader if row]
+    return header, [dict(zip(header, row, strict=False)) for row in reader if row]
 
 
 def csv_bytes(header: list[str], rows: list[dict[str, str]]) -> bytes:
@@ -517,7 +518,9 @@ def test_republished_files_replace_rows_by_request_id(
 
         org.request_log.clear()
         out = audit_ok(config, (since, until))
-        assert sorted(downloads(org)) == sorted([new_id, to_18(hourly["Id"])])
+        hourly_id = to_18(hourly["Id"])
+        assert hourly_id is not None
+        assert sorted(downloads(org)) == sorted([new_id, hourly_id])
         assert out["sync"]["elf_files_downloaded"] == 2 and out["sync"]["records"] == 0
 
         # changed rows replaced, the dropped row kept, the new row added, nothing counted twice
@@ -848,7 +851,7 @@ def test_api_version_36_from_the_command_line(snap: Path, labels: dict[str, Any]
     org_json = json.loads((work / "org.json").read_text())
     org_json["api_version"] = "36.0"
     (work / "org.json").write_text(json.dumps(org_json))
-    with served(work, tmp_path) as (org, server):
+    with served(work, tmp_path) as (_org, server):
         out = audit_ok(make_config(tmp_path, work, server), window(labels))
     assert_matches(out, labels)
 
@@ -867,7 +870,7 @@ def test_sandbox_org_halves_the_cost(snap: Path, labels: dict[str, Any], tmp_pat
     assert sb_labels["totals"]["cost_usd"] == pytest.approx(labels["totals"]["cost_usd"] / 2)
     assert sb_labels["pricing"]["flex_usd"] == pytest.approx(labels["pricing"]["flex_usd"] / 2)
     assert sb_labels["pricing"]["per_user_usd"] == pytest.approx(labels["pricing"]["per_user_usd"])
-    with served(sandbox, tmp_path) as (org, server):
+    with served(sandbox, tmp_path) as (_org, server):
         out = audit_ok(make_config(tmp_path, sandbox, server), window(sb_labels))
     assert out["is_sandbox"] is True
     assert_matches(out, sb_labels)

@@ -63,10 +63,19 @@ _TYPES = {
 }
 #: logical field names (family prefix and __c stripped) whose type is not VARCHAR
 _KNOWN_TYPES = {
-    **dict.fromkeys(("Timestamp", "StartTimestamp", "EndTimestamp", "MessageSentTimestamp",
-                     "CreatedDate"), "TIMESTAMP"),
-    **dict.fromkeys(("PromptInputTokenCount", "PromptCompletionTokenCount",
-                     "PromptTotalTokenCount", "UsageQuantity"), "DECIMAL"),
+    **dict.fromkeys(
+        ("Timestamp", "StartTimestamp", "EndTimestamp", "MessageSentTimestamp", "CreatedDate"),
+        "TIMESTAMP",
+    ),
+    **dict.fromkeys(
+        (
+            "PromptInputTokenCount",
+            "PromptCompletionTokenCount",
+            "PromptTotalTokenCount",
+            "UsageQuantity",
+        ),
+        "DECIMAL",
+    ),
     **dict.fromkeys(("IsBillableIndicator", "IsMeteredIndicator"), "BOOLEAN"),
 }
 _PREFIX = re.compile(r"^(?:ssot__|std__)", re.IGNORECASE)
@@ -98,8 +107,11 @@ def _stored_ts(text: str) -> str:
 
 
 def _json_response(status: int, payload: Any) -> MockResponse:
-    return MockResponse(status, Headers({"Content-Type": _JSON}),
-                        json.dumps(payload, separators=(",", ":")).encode())
+    return MockResponse(
+        status,
+        Headers({"Content-Type": _JSON}),
+        json.dumps(payload, separators=(",", ":")).encode(),
+    )
 
 
 def _error(status: int, code: str, message: str) -> MockResponse:
@@ -191,8 +203,9 @@ class Data360Tenant:
 
     # ---------------------------------------------------------------- loading
     @classmethod
-    def from_snapshot(cls, root: Path, *, core_token_ok: Callable[[str], bool]
-                      ) -> Data360Tenant | None:
+    def from_snapshot(
+        cls, root: Path, *, core_token_ok: Callable[[str], bool]
+    ) -> Data360Tenant | None:
         """The tenant of snapshot `root`, or None when it has no `data360/` directory."""
         folder = root / "data360"
         if not folder.is_dir():
@@ -210,8 +223,9 @@ class Data360Tenant:
                     try:
                         row = json.loads(line)
                     except json.JSONDecodeError as exc:
-                        raise ValueError(f"org snapshot: {path}:{lineno}: invalid JSON "
-                                         f"({exc.msg})") from None
+                        raise ValueError(
+                            f"org snapshot: {path}:{lineno}: invalid JSON ({exc.msg})"
+                        ) from None
                     if not isinstance(row, dict):
                         raise ValueError(f"org snapshot: {path}:{lineno}: a row must be an object")
                     rows.append(row)
@@ -221,9 +235,14 @@ class Data360Tenant:
         if (folder / "computeConsumption.json").is_file():
             cards = json.loads((folder / "computeConsumption.json").read_text("utf-8"))["cards"]
         version = json.loads((root / "org.json").read_text(encoding="utf-8"))["api_version"]
-        return cls(tables, core_token_ok=core_token_ok, family=info.get("family"),
-                   dataspaces=tuple(spaces), api_version=float(version),
-                   consumption_cards=cards)
+        return cls(
+            tables,
+            core_token_ok=core_token_ok,
+            family=info.get("family"),
+            dataspaces=tuple(spaces),
+            api_version=float(version),
+            consumption_cards=cards,
+        )
 
     def _load(self, name: str, rows: list[dict[str, Any]]) -> None:
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
@@ -291,9 +310,12 @@ class Data360Tenant:
             out = []
             for values in cur.fetchall():
                 row: dict[str, Any] = {}
-                for (col, typ), v in zip(table.columns, values):
+                for (col, typ), v in zip(table.columns, values, strict=False):
                     if v is not None and typ == "TIMESTAMP":
-                        v = datetime.strptime(v, _STORED_TS).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+                        v = (
+                            datetime.strptime(v, _STORED_TS).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+                            + "Z"
+                        )
                     elif v is not None and typ == "BOOLEAN":
                         v = bool(v)
                     row[col] = v
@@ -351,9 +373,17 @@ class Data360Tenant:
             return _error(404, "NOT_FOUND", "The requested resource does not exist")
         if req.method not in ("GET", "POST"):
             return _error(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{req.method}' not allowed")
-        return _json_response(200, [{"actionName": "computeConsumption", "errors": None,
-                                     "isSuccess": True,
-                                     "outputValues": {"cards": self.consumption_cards}}])
+        return _json_response(
+            200,
+            [
+                {
+                    "actionName": "computeConsumption",
+                    "errors": None,
+                    "isSuccess": True,
+                    "outputValues": {"cards": self.consumption_cards},
+                }
+            ],
+        )
 
     # ---------------------------------------------------------------- token exchange
     def tenant_host(self, core_base_url: str) -> str:
@@ -365,43 +395,60 @@ class Data360Tenant:
 
     def _exchange(self, req: MockRequest, call: LoggedCall) -> MockResponse:
         if req.method != "POST":
-            return _json_response(400, {"error": "invalid_request",
-                                        "error_description": "must use HTTP POST"})
+            return _json_response(
+                400, {"error": "invalid_request", "error_description": "must use HTTP POST"}
+            )
         form = dict(parse_qsl(req.body.decode("utf-8", "replace"), keep_blank_values=True))
         call.form = form
         if form.get("grant_type") != EXCHANGE_GRANT_TYPE:
-            return _json_response(400, {"error": "unsupported_grant_type",
-                                        "error_description": "grant type not supported"})
+            return _json_response(
+                400,
+                {
+                    "error": "unsupported_grant_type",
+                    "error_description": "grant type not supported",
+                },
+            )
         if form.get("subject_token_type") != ACCESS_TOKEN_TYPE:
-            return _json_response(400, {"error": "invalid_request",
-                                        "error_description": "unsupported subject_token_type"})
+            return _json_response(
+                400,
+                {"error": "invalid_request", "error_description": "unsupported subject_token_type"},
+            )
         subject = form.get("subject_token", "")
         space = form.get("dataspace")
         with self._lock:
             if self.faults.refuse_exchange:
-                return _json_response(400, {"error": "invalid_grant",
-                                            "error_description": "token exchange refused"})
+                return _json_response(
+                    400, {"error": "invalid_grant", "error_description": "token exchange refused"}
+                )
             if not subject or not self._core_token_ok(subject):
-                return _json_response(401, {"error": "invalid_token",
-                                            "error_description": "subject token invalid"})
+                return _json_response(
+                    401, {"error": "invalid_token", "error_description": "subject token invalid"}
+                )
             if subject in self._exchanged:  # a core token is exchanged once
-                return _json_response(400, {"error": "invalid_grant",
-                                            "error_description": "subject token already used"})
+                return _json_response(
+                    400,
+                    {"error": "invalid_grant", "error_description": "subject token already used"},
+                )
             if space is not None and space not in self.dataspaces:
-                return _json_response(400, {"error": "invalid_request",
-                                            "error_description": f"unknown dataspace {space}"})
+                return _json_response(
+                    400,
+                    {"error": "invalid_request", "error_description": f"unknown dataspace {space}"},
+                )
             self._exchanged.add(subject)
             token = "a360." + secrets.token_urlsafe(48)
             self._tokens[token] = 0
             tenant = self.tenant_host(req.base_url)
             self._tenant_hosts.add(tenant.lower())
-        return _json_response(200, {
-            "access_token": token,
-            "instance_url": tenant,
-            "token_type": "Bearer",
-            "issued_token_type": "urn:ietf:params:oauth:token-type:jwt",
-            "expires_in": TOKEN_LIFETIME_S,
-        })
+        return _json_response(
+            200,
+            {
+                "access_token": token,
+                "instance_url": tenant,
+                "token_type": "Bearer",
+                "issued_token_type": "urn:ietf:params:oauth:token-type:jwt",
+                "expires_in": TOKEN_LIFETIME_S,
+            },
+        )
 
     # ---------------------------------------------------------------- tenant API
     def _tenant(self, req: MockRequest, call: LoggedCall) -> MockResponse:
@@ -452,16 +499,23 @@ class Data360Tenant:
             kind = "DataLakeObject" if table.name.endswith("__dll") else "DataModelObject"
             if entity_type and entity_type != kind:
                 continue
-            out.append({
-                "name": table.name,
-                "displayName": _logical(table.name.replace("__dlm", "").replace("__dll", "")),
-                "category": "Engagement",
-                "entityType": kind,
-                "primaryKeys": [{"name": c, "displayName": "Id"} for c, _ in table.columns
-                                if _logical(c) == "Id"],
-                "fields": [{"name": c, "displayName": _logical(c), "type": _TYPES[t][1]}
-                           for c, t in table.columns],
-            })
+            out.append(
+                {
+                    "name": table.name,
+                    "displayName": _logical(table.name.replace("__dlm", "").replace("__dll", "")),
+                    "category": "Engagement",
+                    "entityType": kind,
+                    "primaryKeys": [
+                        {"name": c, "displayName": "Id"}
+                        for c, _ in table.columns
+                        if _logical(c) == "Id"
+                    ],
+                    "fields": [
+                        {"name": c, "displayName": _logical(c), "type": _TYPES[t][1]}
+                        for c, t in table.columns
+                    ],
+                }
+            )
         return _json_response(200, {"metadata": out})
 
     def _query(self, req: MockRequest, call: LoggedCall) -> MockResponse:
@@ -516,11 +570,15 @@ class Data360Tenant:
     def _page(self, batch: _Batch) -> MockResponse:
         start = batch.offset
         stop = min(start + self.batch_rows, len(batch.rows))
-        data = [[_render(v, t) for v, (_, t) in zip(row, batch.columns)]
-                for row in batch.rows[start:stop]]
+        data = [
+            [_render(v, t) for v, (_, t) in zip(row, batch.columns, strict=False)]
+            for row in batch.rows[start:stop]
+        ]
         # key order is the reverse of placeInOrder: clients must not rely on it
-        metadata = {name: {"type": typ, "placeInOrder": i, "typeCode": _TYPES[typ][0]}
-                    for i, (name, typ) in reversed(list(enumerate(batch.columns)))}
+        metadata = {
+            name: {"type": typ, "placeInOrder": i, "typeCode": _TYPES[typ][0]}
+            for i, (name, typ) in reversed(list(enumerate(batch.columns)))
+        }
         now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         payload: dict[str, Any] = {
             "data": data,

@@ -49,13 +49,24 @@ class FailureReply:
 
 
 UNAVAILABLE = FailureReply(503, "SERVER_UNAVAILABLE", "Service Unavailable")
-RATE_LIMITED = FailureReply(429, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded.")
+RATE_LIMITED = FailureReply(
+    429, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded."
+)
 DAILY_LIMIT = FailureReply(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
 LOCK_ROW_MESSAGE = "unable to obtain exclusive access to this record or 1 records"
 
 FAULT_KEYS = (
-    "expire_token_after", "unavailable", "lock_row", "lock_row_status", "rate_limit",
-    "daily_limit", "api_used", "api_max", "api_usage", "cut_logfile", "cut_logfile_id",
+    "expire_token_after",
+    "unavailable",
+    "lock_row",
+    "lock_row_status",
+    "rate_limit",
+    "daily_limit",
+    "api_used",
+    "api_max",
+    "api_usage",
+    "cut_logfile",
+    "cut_logfile_id",
 )
 DEFAULT_API_MAX = 15000
 
@@ -88,7 +99,9 @@ class Faults:
     def expire_token_after(self, calls: int | None) -> None:
         """Each access token answers ``calls`` authorised API calls, then 401 (None: off)."""
         with self._lock:
-            self._token_calls = _non_negative("expire_token_after", calls) if calls is not None else None
+            self._token_calls = (
+                _non_negative("expire_token_after", calls) if calls is not None else None
+            )
 
     def unavailable(self, calls: int) -> None:
         """The next ``calls`` API calls answer 503 SERVER_UNAVAILABLE."""
@@ -180,7 +193,9 @@ class Faults:
             key, sep, value = item.partition("=")
             key, value = key.strip(), value.strip()
             if key not in FAULT_KEYS:
-                raise ValueError(f"unknown fault '{key}' in --faults (known: {', '.join(FAULT_KEYS)})")
+                raise ValueError(
+                    f"unknown fault '{key}' in --faults (known: {', '.join(FAULT_KEYS)})"
+                )
             if not sep or not value:
                 raise ValueError(f"fault '{key}' needs a value, e.g. {key}=1")
             faults._apply(key, value)

@@ -186,8 +186,11 @@ class RequestLog:
 
     def matching(self, path_contains: str = "", method: str | None = None) -> list[LoggedRequest]:
         """Entries whose path contains ``path_contains`` (and of ``method``, if given)."""
-        return [e for e in self.entries()
-                if path_contains in e.path and (method is None or e.method == method)]
+        return [
+            e
+            for e in self.entries()
+            if path_contains in e.path and (method is None or e.method == method)
+        ]
 
     def __iter__(self) -> Iterator[LoggedRequest]:
         return iter(self.entries())
@@ -207,43 +210,75 @@ class RequestLog:
 def _defs(*specs: tuple[str, str] | tuple[str, str, dict[str, Any]]) -> dict[str, FieldDef]:
     out: dict[str, FieldDef] = {}
     for spec in specs:
-        extra = spec[2] if len(spec) > 2 else {}  # type: ignore[misc]
+        extra = spec[2] if len(spec) > 2 else {}
         out[spec[0]] = FieldDef(spec[0], spec[1], **extra)
     return out
 
 
 _NOT_NULL = {"nillable": False}
 COMMON_FIELDS = _defs(
-    ("Id", "id", _NOT_NULL), ("CreatedDate", "datetime", _NOT_NULL),
-    ("SystemModstamp", "datetime", _NOT_NULL), ("LastModifiedDate", "datetime", _NOT_NULL),
-    ("CreatedById", "reference"), ("LastModifiedById", "reference"), ("OwnerId", "reference"),
-    ("Name", "string"), ("IsDeleted", "boolean", _NOT_NULL),
+    ("Id", "id", _NOT_NULL),
+    ("CreatedDate", "datetime", _NOT_NULL),
+    ("SystemModstamp", "datetime", _NOT_NULL),
+    ("LastModifiedDate", "datetime", _NOT_NULL),
+    ("CreatedById", "reference"),
+    ("LastModifiedById", "reference"),
+    ("OwnerId", "reference"),
+    ("Name", "string"),
+    ("IsDeleted", "boolean", _NOT_NULL),
 )
 KNOWN_FIELDS: dict[str, dict[str, FieldDef]] = {
     "AgentWorkItem": _defs(
-        ("SessionId__c", "string"), ("AgentId__c", "string"), ("AgentName__c", "string"),
-        ("ActionName__c", "string"), ("ActionType__c", "picklist"), ("Channel__c", "picklist"),
-        ("Status__c", "picklist"), ("ErrorCode__c", "string"), ("PromptTokens__c", "double"),
-        ("CompletionTokens__c", "double"), ("TokensConsumed__c", "double"),
-        ("AwuCount__c", "double"), ("ActionInput__c", "textarea"), ("UserId__c", "reference"),
-        ("CaseId__c", "reference"), ("StartTime__c", "datetime"),
+        ("SessionId__c", "string"),
+        ("AgentId__c", "string"),
+        ("AgentName__c", "string"),
+        ("ActionName__c", "string"),
+        ("ActionType__c", "picklist"),
+        ("Channel__c", "picklist"),
+        ("Status__c", "picklist"),
+        ("ErrorCode__c", "string"),
+        ("PromptTokens__c", "double"),
+        ("CompletionTokens__c", "double"),
+        ("TokensConsumed__c", "double"),
+        ("AwuCount__c", "double"),
+        ("ActionInput__c", "textarea"),
+        ("UserId__c", "reference"),
+        ("CaseId__c", "reference"),
+        ("StartTime__c", "datetime"),
     ),
     "Case": _defs(
-        ("Status", "picklist"), ("IsClosed", "boolean", _NOT_NULL), ("ClosedDate", "datetime"),
-        ("Subject", "string"), ("Description", "textarea"), ("CaseNumber", "string"),
+        ("Status", "picklist"),
+        ("IsClosed", "boolean", _NOT_NULL),
+        ("ClosedDate", "datetime"),
+        ("Subject", "string"),
+        ("Description", "textarea"),
+        ("CaseNumber", "string"),
     ),
     "EventLogFile": _defs(
-        ("EventType", "string"), ("LogDate", "datetime"),
-        ("Interval", "picklist", {"min_version": 37.0}), ("Sequence", "int", {"min_version": 37.0}),
-        ("LogFileLength", "double"), ("LogFileFieldNames", "textarea"),
-        ("LogFileFieldTypes", "textarea"), ("LogFileContentType", "string"),
-        ("ApiVersion", "double"), ("LogFile", "base64"),
+        ("EventType", "string"),
+        ("LogDate", "datetime"),
+        ("Interval", "picklist", {"min_version": 37.0}),
+        ("Sequence", "int", {"min_version": 37.0}),
+        ("LogFileLength", "double"),
+        ("LogFileFieldNames", "textarea"),
+        ("LogFileFieldTypes", "textarea"),
+        ("LogFileContentType", "string"),
+        ("ApiVersion", "double"),
+        ("LogFile", "base64"),
     ),
-    "Organization": _defs(("IsSandbox", "boolean", _NOT_NULL), ("OrganizationType", "string"),
-                          ("InstanceName", "string")),
+    "Organization": _defs(
+        ("IsSandbox", "boolean", _NOT_NULL),
+        ("OrganizationType", "string"),
+        ("InstanceName", "string"),
+    ),
 }
-KEY_PREFIXES = {"AgentWorkItem": "0Bz", "Case": "500", "EventLogFile": "0AT",
-                "Organization": "00D", "User": "005"}
+KEY_PREFIXES = {
+    "AgentWorkItem": "0Bz",
+    "Case": "500",
+    "EventLogFile": "0AT",
+    "Organization": "00D",
+    "User": "005",
+}
 _VERSION_RE = re.compile(r"v(\d+)\.(\d)")
 _SEASONS = ("Spring", "Summer", "Winter")
 
@@ -297,7 +332,9 @@ class OrgInfo:
             raise ValueError(f"org snapshot {root}: org.json lacks {', '.join(missing)}")
         org_id = str(data["organization_id"])
         if not is_sf_id(org_id):
-            raise ValueError(f"org snapshot {root}: organization_id {org_id!r} is not a Salesforce id")
+            raise ValueError(
+                f"org snapshot {root}: organization_id {org_id!r} is not a Salesforce id"
+            )
         version = str(data["api_version"])
         if not re.fullmatch(r"\d+\.\d", version):
             raise ValueError(f"org snapshot {root}: api_version {version!r} is not like '62.0'")
@@ -322,7 +359,9 @@ def _load_public_key(path: Path) -> RSAPublicKey:
     except OSError:
         raise ValueError(f"org snapshot: certificate {path} is missing or unreadable") from None
     except ValueError:
-        raise ValueError(f"org snapshot: certificate {path} is not a PEM X.509 certificate") from None
+        raise ValueError(
+            f"org snapshot: certificate {path} is not a PEM X.509 certificate"
+        ) from None
     key = cert.public_key()
     if not isinstance(key, RSAPublicKey):
         raise ValueError(f"org snapshot: certificate {path} does not hold an RSA key")
@@ -338,7 +377,9 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"org snapshot: {path}:{lineno}: invalid JSON ({exc.msg})") from None
+                raise ValueError(
+                    f"org snapshot: {path}:{lineno}: invalid JSON ({exc.msg})"
+                ) from None
             if not isinstance(record, dict):
                 raise ValueError(f"org snapshot: {path}:{lineno}: a record must be a JSON object")
             records.append(record)
@@ -348,7 +389,9 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------- responses
 
 
-def _json_response(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> MockResponse:
+def _json_response(
+    status: int, payload: Any, headers: Mapping[str, str] | None = None
+) -> MockResponse:
     out = Headers({"Content-Type": JSON_TYPE})
     out.update(headers or {})
     return MockResponse(status, out, json.dumps(payload, separators=(",", ":")).encode())
@@ -378,10 +421,15 @@ def _accepts_gzip(accept_encoding: str) -> bool:
 def _to_wire(value: Any) -> Any:
     """Datetimes given to the mutation API become Salesforce datetime strings."""
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return format_datetime_ms(parse_datetime_ms(value.isoformat()))
+        return _datetime_wire(value)
     return value
+
+
+def _datetime_wire(value: datetime) -> str:
+    """A datetime as a Salesforce datetime string (a naive one is taken as UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return format_datetime_ms(parse_datetime_ms(value.isoformat()))
 
 
 # ---------------------------------------------------------------------------- org
@@ -468,8 +516,14 @@ class MockOrg:
             raise ValueError(f"org snapshot {root}: no such directory")
         info, cert_path = OrgInfo.load(root)
         public_key = _load_public_key(cert_path)
-        org = cls(info, public_key, page_size=page_size, long_text_page_size=long_text_page_size,
-                  faults=faults, clock=clock)
+        org = cls(
+            info,
+            public_key,
+            page_size=page_size,
+            long_text_page_size=long_text_page_size,
+            faults=faults,
+            clock=clock,
+        )
         objects = root / "objects"
         for jsonl in sorted(objects.glob("*.jsonl")) if objects.is_dir() else []:
             org._load_object(jsonl.stem, _read_jsonl(jsonl))
@@ -509,7 +563,7 @@ class MockOrg:
         return Table.build("Organization", [record], _known_fields("Organization"))
 
     def _now_wire(self) -> str:
-        return _to_wire(self._clock())
+        return _datetime_wire(self._clock())
 
     def _new_id(self, sobject: str, table: Table | None) -> str:
         prefix = KEY_PREFIXES.get(sobject) or ("a0" + chr(ord("A") + len(sobject) % 26))
@@ -518,7 +572,9 @@ class MockOrg:
             if table is None or table.find(candidate) is None:
                 return candidate
 
-    def _complete(self, sobject: str, record: dict[str, Any], now: str, existing: Table | None) -> None:
+    def _complete(
+        self, sobject: str, record: dict[str, Any], now: str, existing: Table | None
+    ) -> None:
         """Give ``record`` (in place) an Id, CreatedDate and SystemModstamp if absent."""
         for key, value in record.items():
             if isinstance(value, datetime):
@@ -565,7 +621,9 @@ class MockOrg:
                 raise KeyError(f"{table.name} {record_id} does not exist")
             new = dict(table.records[row])
             new.update({k: _to_wire(v) for k, v in changes.items()})
-            new["SystemModstamp"] = _to_wire(system_modstamp) if system_modstamp else self._now_wire()
+            new["SystemModstamp"] = (
+                _to_wire(system_modstamp) if system_modstamp else self._now_wire()
+            )
             table.replace(row, new)
 
     def add_logfile(self, record: Mapping[str, Any], csv_bytes: bytes) -> str:
@@ -622,10 +680,15 @@ class MockOrg:
             used, total = self.faults.usage()
             response.headers["Sforce-Limit-Info"] = f"api-usage={used}/{total}"
         records = None
-        if routed.page_no is not None and response.status == 200 and isinstance(response.body, bytes):
+        if (
+            routed.page_no is not None
+            and response.status == 200
+            and isinstance(response.body, bytes)
+        ):
             records = len(json.loads(response.body).get("records", []))
-        self.request_log.append(LoggedRequest(req.method, req.path, urlencode(req.query),
-                                              response.status, records))
+        self.request_log.append(
+            LoggedRequest(req.method, req.path, urlencode(req.query), response.status, records)
+        )
         hook = self.on_request
         if hook is not None:
             hook(req, routed.page_no)
@@ -648,7 +711,11 @@ class MockOrg:
         if req.method != "POST":
             return _oauth_error("invalid_request", "must use HTTP POST")
         form: dict[str, str] = {}
-        if req.headers.get("Content-Type", "").lower().startswith("application/x-www-form-urlencoded"):
+        if (
+            req.headers.get("Content-Type", "")
+            .lower()
+            .startswith("application/x-www-form-urlencoded")
+        ):
             form = dict(parse_qsl(req.body.decode("utf-8", "replace"), keep_blank_values=True))
         if form.get("grant_type") != JWT_GRANT_TYPE:
             return _oauth_error("unsupported_grant_type", "grant type not supported")
@@ -658,14 +725,17 @@ class MockOrg:
         token = f"{self.info.organization_id[:15]}!AQ{secrets.token_urlsafe(72)}"
         with self._lock:
             self._tokens[token] = _Token()
-        return _json_response(200, {
-            "access_token": token,
-            "scope": "api",
-            "instance_url": req.base_url,
-            "id": f"{req.base_url}/id/{self.info.organization_id}/{self._user_id()}",
-            "token_type": "Bearer",
-            "issued_at": str(int(time.time() * 1000)),
-        })
+        return _json_response(
+            200,
+            {
+                "access_token": token,
+                "scope": "api",
+                "instance_url": req.base_url,
+                "id": f"{req.base_url}/id/{self.info.organization_id}/{self._user_id()}",
+                "token_type": "Bearer",
+                "issued_at": str(int(time.time() * 1000)),
+            },
+        )
 
     def _check_assertion(self, assertion: str, base_url: str) -> MockResponse | None:
         """None if the JWT is acceptable, else the OAuth error Salesforce would give."""
@@ -679,10 +749,20 @@ class MockOrg:
         if header.get("alg") != "RS256":
             return _oauth_error("invalid_grant", "invalid assertion: algorithm must be RS256")
         try:
-            jwt.decode(assertion, self.public_key, algorithms=["RS256"], options={
-                "verify_exp": False, "verify_aud": False, "verify_iat": False,
-                "verify_nbf": False, "verify_iss": False, "verify_sub": False,
-                "verify_jti": False})
+            jwt.decode(
+                assertion,
+                self.public_key,
+                algorithms=["RS256"],
+                options={
+                    "verify_exp": False,
+                    "verify_aud": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                    "verify_iss": False,
+                    "verify_sub": False,
+                    "verify_jti": False,
+                },
+            )
         except jwt.PyJWTError:
             return _oauth_error("invalid_grant", "invalid assertion: signature does not verify")
         audience = claims.get("aud")
@@ -722,8 +802,14 @@ class MockOrg:
     # ---------------------------------------------------------------- REST API
     def _versions(self, req: MockRequest) -> MockResponse:
         top = int(self.info.api_version_number)
-        versions = [{"label": _release_label(major), "url": f"/services/data/v{major}.0",
-                     "version": f"{major}.0"} for major in range(MIN_API_VERSION, top + 1)]
+        versions = [
+            {
+                "label": _release_label(major),
+                "url": f"/services/data/v{major}.0",
+                "version": f"{major}.0",
+            }
+            for major in range(MIN_API_VERSION, top + 1)
+        ]
         return _json_response(200, versions)
 
     def _api(self, req: MockRequest) -> _Routed:
@@ -733,16 +819,24 @@ class MockOrg:
         if failure is not None:
             return _Routed(_json_response(failure.status, failure.body()))
         self.faults.count_api_call()
-        rest = req.path[len("/services/data/"):]
+        rest = req.path[len("/services/data/") :]
         version_text, _, rest = rest.partition("/")
         match = _VERSION_RE.fullmatch(version_text)
-        if not match or not MIN_API_VERSION <= float(version_text[1:]) <= self.info.api_version_number:
+        if (
+            not match
+            or not MIN_API_VERSION <= float(version_text[1:]) <= self.info.api_version_number
+        ):
             return _Routed(_not_found())
         version = version_text[1:]
         parts = [p for p in rest.split("/") if p]
         if req.method != "GET":
-            return _Routed(_sf_error(405, "METHOD_NOT_ALLOWED",
-                                     f"HTTP Method '{req.method}' not allowed. Allowed are GET,HEAD"))
+            return _Routed(
+                _sf_error(
+                    405,
+                    "METHOD_NOT_ALLOWED",
+                    f"HTTP Method '{req.method}' not allowed. Allowed are GET,HEAD",
+                )
+            )
         return self._dispatch(req, version, parts)
 
     def _dispatch(self, req: MockRequest, version: str, parts: list[str]) -> _Routed:
@@ -761,11 +855,15 @@ class MockOrg:
 
     def _resources(self, version: str) -> MockResponse:
         base = f"/services/data/v{version}"
-        return _json_response(200, {name: f"{base}/{name}" for name in ("sobjects", "query", "queryAll", "limits")})
+        return _json_response(
+            200, {name: f"{base}/{name}" for name in ("sobjects", "query", "queryAll", "limits")}
+        )
 
     def _limits(self) -> MockResponse:
         used, total = self.faults.usage()
-        return _json_response(200, {"DailyApiRequests": {"Max": total, "Remaining": max(0, total - used)}})
+        return _json_response(
+            200, {"DailyApiRequests": {"Max": total, "Remaining": max(0, total - used)}}
+        )
 
     # -- query
     def _query_first(self, req: MockRequest, version: str) -> MockResponse:
@@ -806,8 +904,11 @@ class MockOrg:
             locator = self._locators.get(locator_id)
             if locator is not None:
                 self._locators.move_to_end(locator_id)
-        if locator is None or not offset_text.isdigit() or \
-                not 0 < int(offset_text) < locator.result.total_size:
+        if (
+            locator is None
+            or not offset_text.isdigit()
+            or not 0 < int(offset_text) < locator.result.total_size
+        ):
             return _Routed(_sf_error(400, "INVALID_QUERY_LOCATOR", "invalid query locator"))
         offset = int(offset_text)
         return _Routed(self._page(locator, locator_id, offset), page_no=offset // locator.page_size)
@@ -817,9 +918,14 @@ class MockOrg:
         stop = min(offset + locator.page_size, result.total_size)
         if result.count_only:
             stop = result.total_size
-        payload: dict[str, Any] = {"totalSize": result.total_size, "done": stop >= result.total_size}
+        payload: dict[str, Any] = {
+            "totalSize": result.total_size,
+            "done": stop >= result.total_size,
+        }
         if stop < result.total_size:
-            payload["nextRecordsUrl"] = f"/services/data/v{locator.api_version}/query/{locator_id}-{stop}"
+            payload["nextRecordsUrl"] = (
+                f"/services/data/v{locator.api_version}/query/{locator_id}-{stop}"
+            )
         payload["records"] = result.render(offset, stop, locator.api_version)
         return _json_response(200, payload)
 
@@ -829,27 +935,49 @@ class MockOrg:
         if not args:
             with self._lock:
                 names = sorted(t.name for t in self._tables.values())
-            return _json_response(200, {"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": [
-                {"name": n, "label": n, "queryable": True,
-                 "urls": {"sobject": f"/services/data/v{version}/sobjects/{n}",
-                          "describe": f"/services/data/v{version}/sobjects/{n}/describe"}}
-                for n in names]})
+            return _json_response(
+                200,
+                {
+                    "encoding": "UTF-8",
+                    "maxBatchSize": 200,
+                    "sobjects": [
+                        {
+                            "name": n,
+                            "label": n,
+                            "queryable": True,
+                            "urls": {
+                                "sobject": f"/services/data/v{version}/sobjects/{n}",
+                                "describe": f"/services/data/v{version}/sobjects/{n}/describe",
+                            },
+                        }
+                        for n in names
+                    ],
+                },
+            )
         with self._lock:
             table = self._tables.get(args[0].lower())
             if table is None:
                 return _not_found()
             if len(args) == 2 and args[1] == "describe":
-                return _json_response(200, {
-                    "name": table.name, "label": table.name, "queryable": True,
-                    "custom": table.name.endswith("__c"),
-                    "fields": [f.describe() for f in table.visible_fields(api)]})
+                return _json_response(
+                    200,
+                    {
+                        "name": table.name,
+                        "label": table.name,
+                        "queryable": True,
+                        "custom": table.name.endswith("__c"),
+                        "fields": [f.describe() for f in table.visible_fields(api)],
+                    },
+                )
             if len(args) == 2:
                 return self._retrieve(req, table, args[1], version)
             if len(args) == 3:
                 return self._blob(req, table, args[1], args[2])
         return _not_found()
 
-    def _retrieve(self, req: MockRequest, table: Table, record_id: str, version: str) -> MockResponse:
+    def _retrieve(
+        self, req: MockRequest, table: Table, record_id: str, version: str
+    ) -> MockResponse:
         row = table.find(record_id)
         if row is None:
             return _not_found()
@@ -861,13 +989,18 @@ class MockOrg:
             for name in wanted.split(","):
                 fdef = table.field(name.strip(), api)
                 if fdef is None:
-                    return _sf_error(400, "INVALID_FIELD",
-                                     f"No such column '{name.strip()}' on entity '{table.name}'")
+                    return _sf_error(
+                        400,
+                        "INVALID_FIELD",
+                        f"No such column '{name.strip()}' on entity '{table.name}'",
+                    )
                 fields.append(fdef)
         return _json_response(200, render_record(table.name, fields, table.records[row], version))
 
     # -- LogFile
-    def _blob(self, req: MockRequest, table: Table, record_id: str, field_name: str) -> MockResponse:
+    def _blob(
+        self, req: MockRequest, table: Table, record_id: str, field_name: str
+    ) -> MockResponse:
         if table.name.lower() != "eventlogfile" or field_name != "LogFile":
             return _not_found()
         row = table.find(record_id)

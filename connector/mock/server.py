@@ -44,7 +44,7 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = IDLE_TIMEOUT_S
     server: MockOrgServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         _log.debug("%s - %s", self.address_string(), format % args)
 
     def do_GET(self) -> None:
@@ -58,8 +58,11 @@ class _Handler(BaseHTTPRequestHandler):
             response = self.server.org.handle(request)
         except Exception:  # a bug in the mock must not kill the connection silently
             _log.exception("mock org failed on %s %s", request.method, request.path)
-            response = MockResponse(500, Headers({"Content-Type": "application/json"}),
-                                    b'[{"message":"mock org error","errorCode":"UNKNOWN_EXCEPTION"}]')
+            response = MockResponse(
+                500,
+                Headers({"Content-Type": "application/json"}),
+                b'[{"message":"mock org error","errorCode":"UNKNOWN_EXCEPTION"}]',
+            )
         self._write_response(response)
 
     def _read_request(self) -> MockRequest:
@@ -126,7 +129,9 @@ class MockOrgServer(ThreadingHTTPServer):
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
-        self.host, self.port = self.server_address[0], self.server_address[1]
+        host = self.server_address[0]  # a str from getsockname(); the stub also admits bytes
+        self.host: str = host if isinstance(host, str) else bytes(host).decode()
+        self.port: int = self.server_address[1]
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         request.settimeout(IDLE_TIMEOUT_S)
@@ -141,7 +146,7 @@ class MockOrgServer(ThreadingHTTPServer):
         with self._connections_lock:
             self._connections.add(conn)
         try:
-            self.RequestHandlerClass(conn, client_address, self)
+            super().finish_request(conn, client_address)  # instantiates RequestHandlerClass
         finally:
             with self._connections_lock:
                 self._connections.discard(conn)
@@ -198,7 +203,9 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(temp, path)
 
 
-def serve(org: MockOrg, *, host: str = "127.0.0.1", port: int = 0, tls_dir: str | Path) -> RunningMockOrg:
+def serve(
+    org: MockOrg, *, host: str = "127.0.0.1", port: int = 0, tls_dir: str | Path
+) -> RunningMockOrg:
     """Serve ``org`` over HTTPS in a background thread.
 
     ``port=0`` picks a free port. ``tls_dir`` is created if needed; ``tls_dir/ca.pem``
@@ -214,13 +221,24 @@ def serve(org: MockOrg, *, host: str = "127.0.0.1", port: int = 0, tls_dir: str 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     leaf.configure_cert(context)
     server = MockOrgServer((host, port), org, context)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              name=f"mock-org-{server.port}", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name=f"mock-org-{server.port}",
+        daemon=True,
+    )
     thread.start()
     _write_atomically(ca_pem, authority.cert_pem.bytes())
     url_host = f"[{host}]" if ":" in host else host
-    return RunningMockOrg(org=org, url=f"https://{url_host}:{server.port}", host=host,
-                          port=server.port, ca_pem=ca_pem, _server=server, _thread=thread)
+    return RunningMockOrg(
+        org=org,
+        url=f"https://{url_host}:{server.port}",
+        host=host,
+        port=server.port,
+        ca_pem=ca_pem,
+        _server=server,
+        _thread=thread,
+    )
 
 
 def main(
@@ -247,8 +265,11 @@ def main(
         except OSError as exc:
             raise ValueError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
         with running:
-            print(f"mock org serving {data_dir} at {running.url} (CA: {running.ca_pem})",
-                  file=out or sys.stdout, flush=True)
+            print(
+                f"mock org serving {data_dir} at {running.url} (CA: {running.ca_pem})",
+                file=out or sys.stdout,
+                flush=True,
+            )
             while not stop.wait(0.5):
                 continue
     finally:

@@ -136,7 +136,7 @@ def parse_datetime_ms(value: str) -> int:
 
 def format_datetime_ms(ms: int) -> str:
     """Salesforce's REST datetime form: ``2026-10-06T14:03:22.000+0000``."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + ".%03d+0000" % (ms % 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}+0000"
 
 
 # ----------------------------------------------------------------------- field types
@@ -267,7 +267,7 @@ def _wire_converter(ftype: str) -> Callable[[Any], Any]:
     return lambda v: v
 
 
-def _wire_datetime(value: Any) -> str | None:
+def _wire_datetime(value: str | None) -> str | None:
     if value is None:
         return None
     if len(value) == 28 and value.endswith("+0000") and value[19] == ".":
@@ -319,8 +319,9 @@ class Table:
         table.records = records
         for lower, fdef in table.fields.items():
             table._build_column(lower, fdef)
-        table._index = {r["Id"][:15]: row for row, r in enumerate(records)
-                        if isinstance(r.get("Id"), str)}
+        table._index = {
+            r["Id"][:15]: row for row, r in enumerate(records) if isinstance(r.get("Id"), str)
+        }
         return table
 
     def _add_field_def(self, name: str, values: Iterable[Any]) -> FieldDef:
@@ -346,7 +347,9 @@ class Table:
         try:
             self.columns[lower] = [convert(r.get(name)) for r in self.records]
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{self.name}.{name}: a value is not a valid {fdef.type}: {exc}") from exc
+            raise ValueError(
+                f"{self.name}.{name}: a value is not a valid {fdef.type}: {exc}"
+            ) from exc
 
     def _index_record(self, row: int, record: Mapping[str, Any]) -> None:
         record_id = record.get("Id")
@@ -406,8 +409,10 @@ class Table:
             try:
                 convert(adopted.get(name))
             except (TypeError, ValueError) as exc:
-                raise ValueError(f"{self.name}.{name}: {adopted.get(name)!r} is not a valid "
-                                 f"{self.fields[lower].type}") from exc
+                raise ValueError(
+                    f"{self.name}.{name}: {adopted.get(name)!r} is not a valid "
+                    f"{self.fields[lower].type}"
+                ) from exc
         return adopted
 
 
@@ -422,11 +427,37 @@ def _canonical(
 
 # ---------------------------------------------------------------------------- tokens
 
-_KEYWORDS = frozenset({
-    "SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "ORDER", "BY", "ASC",
-    "DESC", "NULLS", "FIRST", "LAST", "LIMIT", "TRUE", "FALSE", "NULL", "OFFSET", "GROUP",
-    "HAVING", "WITH", "FOR", "USING", "INCLUDES", "EXCLUDES",
-})
+_KEYWORDS = frozenset(
+    {
+        "SELECT",
+        "FROM",
+        "WHERE",
+        "AND",
+        "OR",
+        "NOT",
+        "IN",
+        "LIKE",
+        "ORDER",
+        "BY",
+        "ASC",
+        "DESC",
+        "NULLS",
+        "FIRST",
+        "LAST",
+        "LIMIT",
+        "TRUE",
+        "FALSE",
+        "NULL",
+        "OFFSET",
+        "GROUP",
+        "HAVING",
+        "WITH",
+        "FOR",
+        "USING",
+        "INCLUDES",
+        "EXCLUDES",
+    }
+)
 _DATETIME_TOKEN_RE = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,3})?(Z|[+-]\d{2}:?\d{2})"
 )
@@ -434,8 +465,18 @@ _DATE_TOKEN_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?![0-9A-Za-z_:.])")
 _NUMBER_TOKEN_RE = re.compile(r"[+-]?\d+(?:\.\d+)?(?![0-9A-Za-z_.:-])")
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _OPERATORS = ("!=", "<>", "<=", ">=", "=", "<", ">")
-_ESCAPES = {"'": "'", '"': '"', "\\": "\\", "n": "\n", "r": "\r", "t": "\t", "b": "\b",
-            "f": "\f", "_": "\\_", "%": "\\%"}
+_ESCAPES = {
+    "'": "'",
+    '"': '"',
+    "\\": "\\",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "b": "\b",
+    "f": "\f",
+    "_": "\\_",
+    "%": "\\%",
+}
 
 
 @dataclass(frozen=True)
@@ -507,8 +548,11 @@ class _Lexer:
             if char == "\\":
                 escaped = text[pos + 1 : pos + 2]
                 if escaped not in _ESCAPES:
-                    raise self._fail(pos, f"Invalid string literal '{text[start:pos + 2]}'. "
-                                          "Illegal character sequence '\\" + escaped + "'")
+                    raise self._fail(
+                        pos,
+                        f"Invalid string literal '{text[start : pos + 2]}'. "
+                        "Illegal character sequence '\\" + escaped + "'",
+                    )
                 chars.append(_ESCAPES[escaped])
                 pos += 2
                 continue
@@ -534,8 +578,8 @@ class _Lexer:
         if match:
             self.pos = match.end()
             word = match.group()
-            value: float | int = float(word) if "." in word else int(word)
-            return Token("number", value, start, word)
+            number: float | int = float(word) if "." in word else int(word)
+            return Token("number", number, start, word)
         end = start
         while end < len(text) and not text[end].isspace() and text[end] not in ",()":
             end += 1
@@ -690,8 +734,12 @@ class _Parser:
         return Query(self.text, fields, count_only, sobject, where, order, limit)
 
     def _select_list(self) -> tuple[tuple[FieldRef, ...], bool]:
-        if self._is("ident") and self.tok.value.upper() == "COUNT" and \
-                self.tokens[self.i + 1].kind == "punct" and self.tokens[self.i + 1].value == "(":
+        if (
+            self._is("ident")
+            and self.tok.value.upper() == "COUNT"
+            and self.tokens[self.i + 1].kind == "punct"
+            and self.tokens[self.i + 1].value == "("
+        ):
             self.i += 2
             self._expect("punct", ")")
             return (), True
@@ -839,7 +887,7 @@ def render_record(
     url = f"/services/data/v{api_version}/sobjects/{table_name}/{record_id}"
     out: dict[str, Any] = {"attributes": {"type": table_name, "url": url}}
     converters = wire or [_wire_converter(f.type) for f in fields]
-    for fdef, convert in zip(fields, converters):
+    for fdef, convert in zip(fields, converters, strict=False):
         if fdef.type == "base64":
             out[fdef.name] = f"{url}/{fdef.name}"
         else:
@@ -864,10 +912,12 @@ class _Executor:
         table = self.tables.get(ref.name.lower())
         if table is None:
             raise self._fail(
-                "INVALID_TYPE", ref.pos,
+                "INVALID_TYPE",
+                ref.pos,
                 f"sObject type '{ref.name}' is not supported. If you are attempting to use a "
                 "custom object, be sure to append the '__c' after the entity name. Please "
-                "reference your WSDL or the describe call for the appropriate names.")
+                "reference your WSDL or the describe call for the appropriate names.",
+            )
         return table
 
     def resolve(self, ref: FieldRef) -> FieldDef:
@@ -877,16 +927,20 @@ class _Executor:
         if "." in ref.name:
             relation = ref.name.split(".", 1)[0]
             raise self._fail(
-                "INVALID_FIELD", ref.pos,
+                "INVALID_FIELD",
+                ref.pos,
                 f"Didn't understand relationship '{relation}' in field path. If you are "
                 "attempting to use a custom relationship, be sure to append the '__r' after "
                 "the custom relationship name. Please reference your WSDL or the describe "
-                "call for the appropriate names.")
+                "call for the appropriate names.",
+            )
         raise self._fail(
-            "INVALID_FIELD", ref.pos,
+            "INVALID_FIELD",
+            ref.pos,
             f"No such column '{ref.name}' on entity '{self.table.name}'. If you are attempting "
             "to use a custom field, be sure to append the '__c' after the custom field name. "
-            "Please reference your WSDL or the describe call for the appropriate names.")
+            "Please reference your WSDL or the describe call for the appropriate names.",
+        )
 
     # -- select
     def select_fields(self) -> list[FieldDef]:
@@ -895,7 +949,9 @@ class _Executor:
         for ref in self.q.fields:
             fdef = self.resolve(ref)
             if fdef.name.lower() in seen:
-                raise self._fail("MALFORMED_QUERY", ref.pos, f"duplicate field selected: {fdef.name}")
+                raise self._fail(
+                    "MALFORMED_QUERY", ref.pos, f"duplicate field selected: {fdef.name}"
+                )
             seen.add(fdef.name.lower())
             out.append(fdef)
         return out
@@ -904,8 +960,9 @@ class _Executor:
     def filterable(self, ref: FieldRef) -> FieldDef:
         fdef = self.resolve(ref)
         if not fdef.is_filterable:
-            raise self._fail("INVALID_FIELD", ref.pos,
-                             f"field '{fdef.name}' can not be filtered in a query call")
+            raise self._fail(
+                "INVALID_FIELD", ref.pos, f"field '{fdef.name}' can not be filtered in a query call"
+            )
         return fdef
 
     def coerce(self, fdef: FieldDef, lit: Literal) -> Any:
@@ -916,23 +973,29 @@ class _Executor:
         if ftype in STRING_TYPES or ftype in ID_TYPES:
             if lit.kind != "string":
                 raise self._fail(
-                    "INVALID_FIELD", lit.pos,
+                    "INVALID_FIELD",
+                    lit.pos,
                     f"value of filter criterion for field '{fdef.name}' must be of type "
-                    "string and should be enclosed in quotes")
+                    "string and should be enclosed in quotes",
+                )
             if ftype in ID_TYPES:
                 if not is_sf_id(lit.value):
-                    raise self._fail("INVALID_QUERY_FILTER_OPERATOR", lit.pos,
-                                     f"invalid ID field: {lit.value}")
+                    raise self._fail(
+                        "INVALID_QUERY_FILTER_OPERATOR", lit.pos, f"invalid ID field: {lit.value}"
+                    )
                 return lit.value[:15]
             return lit.value.lower()
         expected = {"datetime": "datetime", "date": "date", "boolean": "boolean"}.get(
-            ftype, "number" if ftype in NUMBER_TYPES else None)
+            ftype, "number" if ftype in NUMBER_TYPES else None
+        )
         if expected is None or lit.kind != expected:
             type_name = _TYPE_NAMES.get(ftype, ftype)
             raise self._fail(
-                "INVALID_FIELD", lit.pos,
+                "INVALID_FIELD",
+                lit.pos,
                 f"value of filter criterion for field '{fdef.name}' must be of type "
-                f"{type_name} and should not be enclosed in quotes")
+                f"{type_name} and should not be enclosed in quotes",
+            )
         if expected == "date":
             return lit.value.toordinal()
         if expected == "number":
@@ -962,9 +1025,12 @@ class _Executor:
         col = self._column(fdef)
         op = node.op
         if op not in ("=", "!=") and (fdef.type == "boolean" or value is None):
-            raise self._fail("INVALID_FIELD", node.literal.pos,
-                             f"invalid operator on {'null' if value is None else 'boolean'} "
-                             f"value for field '{fdef.name}': {op}")
+            raise self._fail(
+                "INVALID_FIELD",
+                node.literal.pos,
+                f"invalid operator on {'null' if value is None else 'boolean'} "
+                f"value for field '{fdef.name}': {op}",
+            )
         if op == "=":
             return lambda rows: [i for i in rows if col[i] == value]
         if op == "!=":
@@ -983,13 +1049,18 @@ class _Executor:
     def _compile_like(self, node: Like) -> Callable[[Iterable[int]], list[int]]:
         fdef = self.filterable(node.field)
         if fdef.type not in STRING_TYPES and fdef.type not in ID_TYPES:
-            raise self._fail("INVALID_FIELD", node.field.pos,
-                             f"invalid operator on field '{fdef.name}': LIKE is only valid "
-                             "on string fields")
+            raise self._fail(
+                "INVALID_FIELD",
+                node.field.pos,
+                f"invalid operator on field '{fdef.name}': LIKE is only valid on string fields",
+            )
         if node.literal.kind != "string":
-            raise self._fail("INVALID_FIELD", node.literal.pos,
-                             f"value of filter criterion for field '{fdef.name}' must be of "
-                             "type string and should be enclosed in quotes")
+            raise self._fail(
+                "INVALID_FIELD",
+                node.literal.pos,
+                f"value of filter criterion for field '{fdef.name}' must be of "
+                "type string and should be enclosed in quotes",
+            )
         pattern = _like_regex(node.literal.value)
         col = self._column(fdef)
         return lambda rows: [i for i in rows if (x := col[i]) is not None and pattern.fullmatch(x)]
@@ -999,8 +1070,11 @@ class _Executor:
         for item in reversed(self.q.order_by):
             fdef = self.resolve(item.field)
             if not fdef.is_sortable:
-                raise self._fail("INVALID_FIELD", item.field.pos,
-                                 f"field '{fdef.name}' can not be sorted in a query call")
+                raise self._fail(
+                    "INVALID_FIELD",
+                    item.field.pos,
+                    f"field '{fdef.name}' can not be sorted in a query call",
+                )
             col = self._column(fdef)
             present = [i for i in rows if col[i] is not None]
             missing = [i for i in rows if col[i] is None]
@@ -1032,6 +1106,7 @@ def _and(parts: list[Callable[[Iterable[int]], list[int]]]) -> Callable[[Iterabl
         for part in parts:
             current = part(current)
         return list(current)
+
     return run
 
 
@@ -1042,6 +1117,7 @@ def _or(parts: list[Callable[[Iterable[int]], list[int]]]) -> Callable[[Iterable
         for part in parts:
             hits.update(part(rows))
         return [i for i in rows if i in hits]
+
     return run
 
 
