@@ -667,6 +667,18 @@ class Store:
             )
             return self.upsert(table, rows, pk)
 
+    def existing(self, table: str, column: str, values: Iterable[str]) -> set[str]:
+        """Which of `values` the store holds in `table.column` (batched IN queries)."""
+        self._check_table(table)
+        wanted = list(values)
+        found: set[str] = set()
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            marks = ",".join("?" for _ in chunk)
+            sql = f"SELECT {_q(column)} FROM {_q(table)} WHERE {_q(column)} IN ({marks})"
+            found.update(r[0] for r in self.db.conn.execute(sql, chunk))
+        return found
+
     def count(self, table: str) -> int:
         self._check_table(table)
         return int(self.db.conn.execute(f"SELECT count(*) FROM {_q(table)}").fetchone()[0])

@@ -4,6 +4,7 @@ org refuses it, never on a timer."""
 
 from __future__ import annotations
 
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from audit.config import SalesforceConfig
 from audit.errors import AuthError, ConfigError, SalesforceError
 
-__all__ = ["Token", "TokenProvider", "build_assertion", "load_private_key", "audience_for"]
+__all__ = [
+    "Token",
+    "TokenProvider",
+    "build_assertion",
+    "load_private_key",
+    "audience_for",
+    "http_client",
+]
 
 #: Salesforce accepts an assertion whose exp is at most a few minutes ahead
 ASSERTION_LIFETIME_S = 180
@@ -32,6 +40,22 @@ class Token:
 
     def __repr__(self) -> str:  # never print the token itself
         return f"Token(instance_url={self.instance_url!r})"
+
+
+def http_client(cfg: SalesforceConfig) -> httpx.Client:
+    """An httpx client that trusts the configured `ca_bundle` only (SPEC §10: with a
+    private CA the environment's CA bundle must not win; httpx wants an SSLContext)."""
+    verify: ssl.SSLContext | bool = True
+    if cfg.ca_bundle is not None:
+        if not cfg.ca_bundle.is_file():
+            raise ConfigError(f"salesforce.ca_bundle not found: {cfg.ca_bundle}")
+        verify = ssl.create_default_context(cafile=str(cfg.ca_bundle))
+    return httpx.Client(
+        verify=verify,
+        trust_env=cfg.ca_bundle is None,
+        timeout=cfg.timeout_s,
+        follow_redirects=False,
+    )
 
 
 def load_private_key(path: Path) -> rsa.RSAPrivateKey:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, TypeVar, cast
@@ -36,7 +35,7 @@ from audit.errors import (
     SalesforceError,
     SessionExpired,
 )
-from connector.auth import Token, TokenProvider, load_private_key
+from connector.auth import Token, TokenProvider, http_client, load_private_key
 
 __all__ = ["Decision", "classify", "SalesforceClient", "ApiUsage"]
 
@@ -98,18 +97,7 @@ class SalesforceClient:
                     "app's consumer key and the integration user's username)"
                 )
         key = load_private_key(sf.private_key_file)
-        verify: ssl.SSLContext | bool = True
-        if sf.ca_bundle is not None:
-            if not sf.ca_bundle.is_file():
-                raise ConfigError(f"salesforce.ca_bundle not found: {sf.ca_bundle}")
-            verify = ssl.create_default_context(cafile=str(sf.ca_bundle))
-        # trust_env=False: the environment's CA bundle must not override a configured one
-        self._http = httpx.Client(
-            verify=verify,
-            trust_env=sf.ca_bundle is None,
-            timeout=sf.timeout_s,
-            follow_redirects=False,
-        )
+        self._http = http_client(sf)
         self._session = requests.Session()
         if sf.ca_bundle is not None:
             self._session.trust_env = False

@@ -21,7 +21,6 @@ timestamps, and only while the store lacks them.
 from __future__ import annotations
 
 import re
-import ssl
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -35,7 +34,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from audit.config import Config
 from audit.errors import AuthError, ConfigError, QueryError, RateLimited, SalesforceError
 from audit.model import Action, format_iso_ms, parse_sf_datetime
-from connector.auth import TokenProvider, load_private_key
+from connector.auth import TokenProvider, http_client, load_private_key
 from connector.client import Decision, classify
 
 __all__ = [
@@ -353,17 +352,7 @@ class Data360Client:
         self._cfg = cfg
         sf = cfg.salesforce
         key = load_private_key(sf.private_key_file)
-        verify: ssl.SSLContext | bool = True
-        if sf.ca_bundle is not None:
-            if not sf.ca_bundle.is_file():
-                raise ConfigError(f"salesforce.ca_bundle not found: {sf.ca_bundle}")
-            verify = ssl.create_default_context(cafile=str(sf.ca_bundle))
-        self._http = httpx.Client(
-            verify=verify,
-            trust_env=sf.ca_bundle is None,
-            timeout=sf.timeout_s,
-            follow_redirects=False,
-        )
+        self._http = http_client(sf)
         self._core_tokens = TokenProvider(sf, self._http, key)
         self._tenant: _TenantToken | None = None
         self._sleep = sleep
@@ -798,7 +787,7 @@ class Data360Syncer:
         make: Callable[[dict[str, Any], DiscoveredObject], dict[str, Any] | None],
     ) -> list[dict[str, Any]]:
         """Rows of `obj` whose `by` column is in `wanted`, for the ids the store lacks."""
-        known = _known(self.store, table, column, sorted(wanted))
+        known = self.store.existing(table, column, sorted(wanted))
         todo = sorted(wanted - known)
         cols = ", ".join(dict.fromkeys(obj.columns.values()))
         out = []
@@ -825,20 +814,6 @@ class Data360Syncer:
             ):
                 stored[r[0]] = tuple(r)
         return [e for e in events if stored.get(e["id"]) != tuple(e[c] for c in _EVENT_COLUMNS)]
-
-
-def _known(store: Any, table: str, column: str, values: list[str]) -> set[str]:
-    found: set[str] = set()
-    for i in range(0, len(values), 500):
-        chunk = values[i : i + 500]
-        marks = ",".join("?" * len(chunk))
-        found.update(
-            r[0]
-            for r in store.db.conn.execute(
-                f"SELECT {column} FROM {table} WHERE {column} IN ({marks})", chunk
-            )
-        )
-    return found
 
 
 def _get(raw: Mapping[str, Any], obj: DiscoveredObject, logical: str) -> Any:

@@ -434,7 +434,7 @@ class Syncer:
         if not wanted:
             return
         state = self.store.get_sync_state("case") or {}
-        known = _known_ids(self.store, "cases", wanted)
+        known = self.store.existing("cases", "id", wanted)
         unknown = [c for c in wanted if c not in known]
         batches: list[str] = []
         for chunk in _chunks(unknown, 200):
@@ -524,19 +524,6 @@ def _elf_file(store: Any, file_id: str) -> dict[str, Any] | None:
         "SELECT id, created_date FROM elf_files WHERE id = ?", (file_id,)
     ).fetchone()
     return {"id": row[0], "created_date": row[1]} if row else None
-
-
-def _known_ids(store: Any, table: str, ids: list[str]) -> set[str]:
-    found: set[str] = set()
-    for chunk in _chunks(ids, 500):
-        marks = ",".join("?" * len(chunk))
-        found.update(
-            r[0]
-            for r in store.db.conn.execute(
-                f"SELECT id FROM {ident(table)} WHERE id IN ({marks})", chunk
-            )
-        )
-    return found
 
 
 # -- helpers ------------------------------------------------------------------------------
