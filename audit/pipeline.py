@@ -207,7 +207,7 @@ def _audit_window(
         days = _days_between(start, end)
         store.replace_daily_usage(days, _daily_usage(store, days))
 
-    budget_json, alerts_sent = _budgets_and_alerts(
+    budget_json, alerts_sent, forecast_json = _budgets_and_alerts(
         cfg, store, run_id, window, now, result, changes, totals
     )
 
@@ -267,9 +267,10 @@ def _audit_window(
                 "summary": json.dumps(
                     {
                         **output,
-                        "analysis": _analysis(
-                            cfg, store, actions, result, window, sandbox, what_if
-                        ),
+                        "analysis": {
+                            **_analysis(cfg, store, actions, result, window, sandbox, what_if),
+                            "forecast": forecast_json,
+                        },
                     },
                     sort_keys=True,
                 ),
@@ -555,7 +556,10 @@ def _budgets_and_alerts(
     result: AuditResult,
     changes: Any,
     totals: dict[str, Any],
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]:
+    """Budget status of every period the window overlaps, the current period's forecast,
+    spikes and the digest: decide, record in the outbox, deliver. Returns the §7 budget
+    object, the alerts delivered by this run, and the forecast (for the report)."""
     start, end = window
     channels, channel_errors = alerts_mod.channels_from_config(cfg)
     names = sorted(set(channels) | set(channel_errors))
@@ -669,7 +673,7 @@ def _budgets_and_alerts(
         "thresholds_crossed": status.thresholds_crossed,
         "depletion_date": depletion,
     }
-    return budget_json, sent_now
+    return budget_json, sent_now, fc.as_json() if fc is not None else None
 
 
 def _credits_between(store: Store, start: datetime, end: datetime) -> float:

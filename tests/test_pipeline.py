@@ -10,6 +10,7 @@ from typing import Any
 
 from audit.config import load_config
 from audit.pipeline import run_audit
+from audit.report import render_report
 from audit.store import Store
 from tests.conftest import make_config
 
@@ -53,6 +54,9 @@ def test_forecast_and_spike_alerts_fire_once(
     spike = alerts["SPIKE"]
     assert spike["day"] == "2026-10-07"
     assert "SpikeAgent" in spike["payload"] and "FloodAction" in spike["payload"]
+
+    report = render_report(cfg.store.path, "md")
+    assert f"the budget runs out on **{depletion}**" in report and "Forecast for 2026-10" in report
 
     run_audit(cfg, since=SINCE, until=UNTIL, now=NOW)
     with Store.open(cfg.store.path) as store:

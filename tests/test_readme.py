@@ -41,3 +41,26 @@ def test_config_example_lists_every_key() -> None:
         assert f"[{section.name}]" in text, section.name
         for f in dataclasses.fields(value):
             assert re.search(rf"^#? ?{f.name} = ", text, flags=re.M), f"{section.name}.{f.name}"
+
+
+def test_every_command_and_option_in_the_readme_table_exists() -> None:
+    """Each `audit …` row of the Commands table names a real command and real options."""
+    import click
+
+    from audit.cli import cli
+
+    text = (REPO / "README.md").read_text()
+    table = text.split("## Commands", 1)[1].split("\n\n", 2)[1]
+    rows = re.findall(r"^\| `audit ([^`]+)` \|", table, flags=re.M)
+    assert len(rows) >= 7
+    for row in rows:
+        words = row.split()
+        group: click.Command = cli
+        name_parts = []
+        while words and isinstance(group, click.Group) and words[0] in group.commands:
+            group = group.commands[words.pop(0)]
+            name_parts.append(group.name)
+        assert name_parts, row
+        known = {opt for p in group.params for opt in getattr(p, "opts", [])}
+        for option in re.findall(r"--[a-z][a-z-]*", row):
+            assert option in known, f"audit {' '.join(name_parts)}: {option} is not an option"
