@@ -19,7 +19,6 @@ from audit.model import Action, format_iso_ms, parse_sf_datetime
 from audit.pricing import price_window
 from audit.reconcile import reconcile
 from audit.rules import (
-    KINDS,
     AuditResult,
     compute_totals,
     evaluate,
@@ -81,7 +80,7 @@ def run_audit(
     from connector.sync import Syncer
 
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    if (since is None) != (until is None) and until is not None and since is None:
+    if until is not None and since is None:
         raise ConfigError("--until needs --since")
     if since is not None and until is None:
         until = now
@@ -710,5 +709,3 @@ def _day_floor(dt: datetime) -> datetime:
 def _num(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value
 
-
-_ = KINDS  # re-exported for callers that print every kind

@@ -86,6 +86,8 @@ def test_bad_window_is_exit_2(config_path: Path) -> None:
     assert not (config_path.parent / "store.db").exists()
     proc = run_cli("run", "--config", str(config_path), "--since", "last tuesday")
     assert proc.returncode == 2 and "--since" in proc.stderr
+    proc = run_cli("run", "--config", str(config_path), "--until", "2026-10-01")
+    assert proc.returncode == 2 and "--until needs --since" in proc.stderr
 
 
 def test_second_run_on_a_locked_store_says_so(config_path: Path, labels: dict[str, Any]) -> None:
