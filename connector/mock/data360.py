@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .org import Headers, MockRequest, MockResponse
+from .org import Headers, MockRequest, MockResponse, _read_jsonl
 
 __all__ = [
     "Data360Faults",
@@ -215,21 +215,7 @@ class Data360Tenant:
             raise ValueError(f"org snapshot {root}: org.json data360 must be an object")
         tables: dict[str, list[dict[str, Any]]] = {}
         for path in sorted(folder.glob("*.jsonl")):
-            rows = []
-            with path.open(encoding="utf-8") as fh:
-                for lineno, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise ValueError(
-                            f"org snapshot: {path}:{lineno}: invalid JSON ({exc.msg})"
-                        ) from None
-                    if not isinstance(row, dict):
-                        raise ValueError(f"org snapshot: {path}:{lineno}: a row must be an object")
-                    rows.append(row)
-            tables[path.stem] = rows
+            tables[path.stem] = _read_jsonl(path)
         spaces = info.get("dataspaces") or ["default"]
         cards = None
         if (folder / "computeConsumption.json").is_file():
