@@ -227,15 +227,27 @@ def fixtures(
     help="Where ca.pem is written once the port accepts connections.",
 )
 @click.option(
-    "--faults", default="", help='Fault spec, e.g. "expire_token_after=50,unavailable=3".'
+    "--faults",
+    default="",
+    help='Fault spec "key=N,...", keys: expire_token_after, unavailable, lock_row, '
+    "lock_row_status, rate_limit, daily_limit, api_used, api_max, api_usage (N/M), cut_logfile, "
+    "cut_logfile_id, republish_after, republish_id, republish_same_id, late_hourly, "
+    "insert_at_page_edge (README: Development).",
+)
+@click.option(
+    "--page-size",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Records per query page.",
 )
 @friendly_errors
-def mock_org(data: str, port: int, tls_dir: str, faults: str) -> None:
+def mock_org(data: str, port: int, tls_dir: str, faults: str, page_size: int) -> None:
     """Serve an org snapshot at https://127.0.0.1:PORT until Ctrl-C."""
     from connector.mock.server import main as serve_main
 
     try:
-        serve_main(Path(data), port, Path(tls_dir), faults)
+        serve_main(Path(data), port, Path(tls_dir), faults, page_size=page_size)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 

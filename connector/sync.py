@@ -305,10 +305,18 @@ class Syncer:
             settle = parse_sf_datetime(created_cursor) - timedelta(
                 hours=self.cfg.sync.elf_settle_hours
             )
-            incremental = (
-                f"{base} AND CreatedDate > {datetime_literal(settle)} "
-                f"AND CreatedDate <= {cap} {order}"
-            )
+            # never reach back before where the incremental listing began: files created
+            # earlier belong to the backfilled ranges, not to the nightly re-check
+            if settle < since_bound:
+                incremental = (
+                    f"{base} AND CreatedDate >= {datetime_literal(since_bound)} "
+                    f"AND CreatedDate <= {cap} {order}"
+                )
+            else:
+                incremental = (
+                    f"{base} AND CreatedDate > {datetime_literal(settle)} "
+                    f"AND CreatedDate <= {cap} {order}"
+                )
         else:
             # files created since the first sync's start: new days, and old days re-published
             incremental = (

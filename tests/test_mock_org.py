@@ -541,6 +541,143 @@ def test_faults_parse() -> None:
         Faults.parse("rate_limit")
 
 
+def test_faults_parse_mutation_keys() -> None:
+    state = Faults.parse("republish_after=3,republish_id=0ATMOCK00000002AAA,republish_same_id=1,"
+                         "late_hourly=2,insert_at_page_edge=4").describe()
+    assert (state["republish_after"], state["republish_id"], state["republish_same_id"]) == (
+        3, "0ATMOCK00000002", True)
+    assert state["late_hourly"] == 2 and state["insert_at_page_edge"] == 4
+    alone = Faults.parse("republish_id=0ATMOCK00000002").describe()  # implies after=1
+    assert alone["republish_after"] == 1 and alone["republish_same_id"] is False
+    assert Faults.parse("republish_same_id=1").describe()["republish_after"] == 1
+    off = Faults.parse("").describe()
+    assert off["republish_after"] == off["late_hourly"] == off["insert_at_page_edge"] == 0
+    for bad in ("late_hourly=soon", "insert_at_page_edge=-1", "republish_after=x", "republish_same_id=y"):
+        key = bad.split("=")[0]
+        with pytest.raises(ValueError, match=f"fault '{key}' needs a non-negative integer"):
+            Faults.parse(bad)
+    with pytest.raises(ValueError, match="needs a value"):
+        Faults.parse("republish_id=")
+
+
+def test_unknown_republish_id_is_refused_at_start(snapshot: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="fault 'republish_id': no EventLogFile 0ATMOCK00000099"):
+        MockOrg.from_snapshot(snapshot, faults=Faults.parse("republish_id=0ATMOCK00000099"))
+    with pytest.raises(ValueError, match="fault 'republish_id'"):
+        main(snapshot, 0, tmp_path / "tls", "republish_id=0ATMOCK00000099")
+
+
+NOW = datetime(2026, 10, 9, 12, 0, 0, tzinfo=timezone.utc)
+NOW_WIRE = "2026-10-09T12:00:00.000+0000"
+ELF_SOQL = ("SELECT Id, Interval, LogDate, Sequence, CreatedDate, SystemModstamp, LogFileLength "
+            "FROM EventLogFile WHERE EventType = 'AgentAction' ORDER BY CreatedDate, Id")
+
+
+def _clocked(snapshot: Path, app_key: Any, **kwargs: Any) -> tuple[MockOrg, str]:
+    org = MockOrg.from_snapshot(snapshot, clock=lambda: NOW, **kwargs)
+    return org, local_token(org, app_key[0])
+
+
+def _download(org: MockOrg, token: str, file_id: str) -> bytes:
+    response = local_get(org, token, f"/services/data/v{VERSION}/sobjects/EventLogFile/{file_id}/LogFile")
+    assert response.status == 200
+    return response.read()
+
+
+def _csv_rows(body: bytes) -> list[list[str]]:
+    return [line.split(",") for line in body.decode().splitlines()]
+
+
+def _assert_republished(old: bytes, new: bytes) -> None:
+    """One row with TOTAL_TOKENS +1000 and AWU_COUNT +1, one ELF-only copy of it appended."""
+    before, after = _csv_rows(old), _csv_rows(new)
+    header = before[0]
+    col = {name: i for i, name in enumerate(header)}
+    assert after[0] == header and len(after) == len(before) + 1
+    changed = [i for i in range(1, len(before)) if before[i] != after[i]]
+    assert changed == [1]  # no row has a WORK_ITEM_ID here: the first row is changed
+    row, was = after[1], before[1]
+    assert int(row[col["TOTAL_TOKENS"]]) == int(was[col["TOTAL_TOKENS"]]) + 1000
+    assert float(row[col["AWU_COUNT"]]) == float(was[col["AWU_COUNT"]]) + 1
+    assert [c for c, a, b in zip(header, row, was, strict=True) if a != b] == ["TOTAL_TOKENS", "AWU_COUNT"]
+    added = after[-1]
+    assert [c for c, a, b in zip(header, added, was, strict=True) if a != b] == ["REQUEST_ID", "SESSION_KEY"]
+    assert added[col["WORK_ITEM_ID"]] == "" and len(added[col["REQUEST_ID"]]) == 22
+    assert added[col["REQUEST_ID"]] not in {r[col["REQUEST_ID"]] for r in before[1:]}
+
+
+def test_republish_after_n_downloads_as_a_new_file(snapshot: Path, app_key: Any) -> None:
+    org, token = _clocked(snapshot, app_key)
+    org.faults.republish_after(2)
+    original = (snapshot / "logfiles" / f"{ELF_ID}.csv").read_bytes()
+    assert _download(org, token, ELF_ID2) and len(org.records("EventLogFile")) == 2
+    assert _download(org, token, ELF_ID) == original  # the 2nd download is served whole …
+    files = local_get(org, token, Q, q=ELF_SOQL).json()["records"]  # … then the re-publish
+    assert len(files) == 3 and org.faults.describe()["republish_after"] == 0
+    new = files[-1]
+    assert new["Id"] not in (ELF_ID, ELF_ID2) and new["Id"].startswith("0AT")
+    assert (new["Interval"], new["LogDate"], new["Sequence"]) == ("Daily", "2026-10-05T00:00:00.000+0000", 0)
+    assert new["CreatedDate"] == new["SystemModstamp"] == NOW_WIRE
+    body = _download(org, token, new["Id"])
+    assert new["LogFileLength"] == float(len(body))
+    _assert_republished(original, body)
+    assert _download(org, token, ELF_ID) == original  # the old file is untouched
+    assert len(local_get(org, token, Q, q=ELF_SOQL).json()["records"]) == 3  # once only
+
+
+def test_republish_same_id_over_https(authed: httpx.Client, org: MockOrg, snapshot: Path) -> None:
+    org.faults.republish_after(1, file_id=ELF_ID2, same_id=True)
+    hourly = f"/services/data/v{VERSION}/sobjects/EventLogFile/{ELF_ID2}/LogFile"
+    original = (snapshot / "logfiles" / f"{ELF_ID2}.csv").read_bytes()
+    assert authed.get(hourly).content == original
+    files = authed.get(Q, params={"q": ELF_SOQL}).json()["records"]
+    assert [f["Id"] for f in files] == [ELF_ID, ELF_ID2]  # same Id, now the newest
+    assert files[1]["CreatedDate"] > "2026-11" and files[1]["Interval"] == "Hourly"
+    body = authed.get(hourly).content
+    assert files[1]["LogFileLength"] == float(len(body))
+    _assert_republished(original, body)
+
+
+def test_late_hourly_files_appear_after_n_listings(snapshot: Path, app_key: Any) -> None:
+    org, token = _clocked(snapshot, app_key, faults=Faults.parse("late_hourly=2"))
+    listing = [local_get(org, token, Q, q=ELF_SOQL).json()["records"] for _ in range(3)]
+    assert [[f["Id"] for f in files] for files in listing] == [[ELF_ID], [ELF_ID], [ELF_ID, ELF_ID2]]
+    late = listing[2][1]
+    assert late["CreatedDate"] == late["SystemModstamp"] == NOW_WIRE and late["Interval"] == "Hourly"
+    assert _download(org, token, ELF_ID2) == (snapshot / "logfiles" / f"{ELF_ID2}.csv").read_bytes()
+
+    org.faults.late_hourly(5)  # switchable per test: hidden at the next call, even by Id …
+    assert local_get(org, token, f"/services/data/v{VERSION}/sobjects/EventLogFile/{ELF_ID2}").status == 404
+    assert local_get(org, token, f"/services/data/v{VERSION}/sobjects/EventLogFile/{ELF_ID2}/LogFile").status == 404
+    assert local_get(org, token, Q, q="SELECT COUNT() FROM EventLogFile").json()["totalSize"] == 1
+    org.faults.late_hourly(0)  # … and shown again once switched off
+    assert local_get(org, token, Q, q="SELECT COUNT() FROM EventLogFile").json()["totalSize"] == 2
+
+
+def test_insert_at_page_edge_once(authed: httpx.Client, org: MockOrg) -> None:
+    org.faults.insert_at_page_edge(3)
+    page = authed.get(Q, params={"q": SOQL_ALL}).json()
+    edge = page["records"][-1]
+    assert len(page["records"]) == 10 and edge["SystemModstamp"] == "2026-10-05T00:10:00.000+0000"
+    seen = [r["Id"] for r in page["records"]]
+    while not page["done"]:
+        page = authed.get(page["nextRecordsUrl"]).json()
+        seen += [r["Id"] for r in page["records"]]
+    assert len(seen) == N_RECORDS  # the query's own pages are a snapshot
+    same = authed.get(Q, params={"q": "SELECT Id, SessionId__c, StartTime__c, ActionName__c FROM "
+                                      "AgentWorkItem WHERE SystemModstamp = 2026-10-05T00:10:00Z "
+                                      "ORDER BY Id"}).json()["records"]
+    assert same[0]["Id"] == edge["Id"] and len(same) == 4
+    new = same[1:]
+    assert all(r["Id"] > max(seen) for r in new) and len({r["Id"] for r in new}) == 3
+    assert [r["Id"][:15] for r in new] == ["0BzMOCK00000026", "0BzMOCK00000027", "0BzMOCK00000028"]
+    sessions = {r["SessionId__c"] for r in new}
+    assert len(sessions) == 3 and same[0]["SessionId__c"] not in sessions
+    assert {(r["StartTime__c"], r["ActionName__c"]) for r in new} == {
+        (same[0]["StartTime__c"], same[0]["ActionName__c"])}
+    assert authed.get(Q, params={"q": SOQL_ALL}).json()["totalSize"] == N_RECORDS + 3  # once only
+
+
 # ----------------------------------------------------------------- live-org mutation
 
 

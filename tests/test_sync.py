@@ -921,3 +921,24 @@ def test_run_without_window_then_backfill_leaves_the_cursor(live: Path, tmp_path
         last = audit_ok(config)
         assert downloads(org) == [] and last["sync"]["records"] == 0
         assert last["totals"] == first["totals"]
+
+
+@pytest.mark.parametrize("days_ago", [10, 11, 12])
+def test_rerun_of_a_window_straddling_the_initial_bound_downloads_nothing(
+    tmp_path: Path, days_ago: int
+) -> None:
+    """Log files created just before the first run's initial bound belong to the backfill,
+    not to the nightly settle re-check: a second run of the same window downloads none."""
+    start = datetime.now(timezone.utc).date() - timedelta(days=days_ago)
+    snap = tmp_path / "org"
+    generate_snapshot(snap, seed=4, actions=300, days=3, start=start)
+    snap_labels = labels_of(snap)
+    with served(snap, tmp_path) as (org, server):
+        config = make_config(tmp_path, snap, server)
+        first = audit_ok(config, window(snap_labels))
+        assert first["sync"]["elf_files_downloaded"] > 0
+        org.request_log.clear()
+        second = audit_ok(config, window(snap_labels))
+    assert second["sync"]["elf_files_downloaded"] == 0
+    assert not org.request_log.matching("/LogFile")
+    assert second["totals"] == first["totals"]

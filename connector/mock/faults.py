@@ -17,6 +17,19 @@ Spec string (``Faults.parse``), comma-separated ``key=value`` pairs::
     api_usage=N/M          both of the above at once
     cut_logfile=K          the next K LogFile downloads stop after half of the body
     cut_logfile_id=ID      ... only downloads of this EventLogFile id
+    republish_after=N      once the N-th LogFile download (from now) has been served,
+                           re-publish a Daily AgentAction file as a new EventLogFile (new
+                           Id, same LogDate/Interval, CreatedDate now): one row's
+                           TOTAL_TOKENS and AWU_COUNT changed, one ELF-only row appended
+    republish_id=ID        ... re-publish this file (default: the newest Daily)
+    republish_same_id=1    ... keep the file's Id (CreatedDate now, body changed alike)
+    late_hourly=N          Hourly AgentAction files are hidden until N EventLogFile
+                           queries have been answered; they then appear, CreatedDate now
+    insert_at_page_edge=N  when the first page of an AgentWorkItem query is served, insert
+                           N records with that page's last SystemModstamp (once)
+
+``republish_id`` or ``republish_same_id`` alone imply ``republish_after=1``; 0 switches a
+count off.
 """
 
 from __future__ import annotations
@@ -24,7 +37,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-__all__ = ["Faults", "FailureReply", "TruncatedBody", "FAULT_KEYS"]
+__all__ = ["Faults", "FailureReply", "RepublishPlan", "TruncatedBody", "FAULT_KEYS"]
 
 
 class TruncatedBody(ConnectionError):
@@ -48,6 +61,14 @@ class FailureReply:
         return [{"message": self.message, "errorCode": self.error_code}]
 
 
+@dataclass(frozen=True)
+class RepublishPlan:
+    """What the org re-publishes once ``republish_after`` downloads have been served."""
+
+    file_id: str | None  # None: the newest Daily AgentAction file
+    same_id: bool
+
+
 UNAVAILABLE = FailureReply(503, "SERVER_UNAVAILABLE", "Service Unavailable")
 RATE_LIMITED = FailureReply(
     429, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded."
@@ -67,6 +88,11 @@ FAULT_KEYS = (
     "api_usage",
     "cut_logfile",
     "cut_logfile_id",
+    "republish_after",
+    "republish_id",
+    "republish_same_id",
+    "late_hourly",
+    "insert_at_page_edge",
 )
 DEFAULT_API_MAX = 15000
 
@@ -89,6 +115,11 @@ class Faults:
         self._daily_limit = False
         self._cut_logfile = 0
         self._cut_logfile_id: str | None = None
+        self._republish_in = 0
+        self._republish_id: str | None = None
+        self._republish_same_id = False
+        self._late_hourly = 0
+        self._insert_at_page_edge = 0
 
     # ------------------------------------------------------------------ switching
     def reset(self) -> None:
@@ -138,6 +169,31 @@ class Faults:
             self._cut_logfile = _non_negative("cut_logfile", downloads)
             self._cut_logfile_id = file_id[:15] if file_id else None
 
+    def republish_after(
+        self, downloads: int, file_id: str | None = None, *, same_id: bool = False
+    ) -> None:
+        """Once ``downloads`` more LogFile downloads have been served, re-publish
+        ``file_id`` (default: the newest Daily AgentAction file) with one row changed and
+        one ELF-only row added: as a new EventLogFile, or under its own Id if ``same_id``.
+        Fires once; 0 switches it off."""
+        with self._lock:
+            self._republish_in = _non_negative("republish_after", downloads)
+            self._republish_id = file_id[:15] if file_id else None
+            self._republish_same_id = same_id
+
+    def late_hourly(self, queries: int) -> None:
+        """Hide Hourly AgentAction EventLogFiles until ``queries`` more EventLogFile
+        queries have been answered; they then appear with CreatedDate = that moment
+        (0: off — hidden files appear at the next API call)."""
+        with self._lock:
+            self._late_hourly = _non_negative("late_hourly", queries)
+
+    def insert_at_page_edge(self, rows: int) -> None:
+        """When the first page of the next AgentWorkItem query (with records) is served,
+        insert ``rows`` records sharing that page's last SystemModstamp. Fires once."""
+        with self._lock:
+            self._insert_at_page_edge = _non_negative("insert_at_page_edge", rows)
+
     # ------------------------------------------------------------------ consuming
     @property
     def token_call_limit(self) -> int | None:
@@ -181,6 +237,42 @@ class Faults:
             self._cut_logfile -= 1
             return True
 
+    def take_republish(self) -> RepublishPlan | None:
+        """Count one served LogFile download; the plan when it is time to re-publish."""
+        with self._lock:
+            if not self._republish_in:
+                return None
+            self._republish_in -= 1
+            if self._republish_in:
+                return None
+            return RepublishPlan(self._republish_id, self._republish_same_id)
+
+    @property
+    def republish_id(self) -> str | None:
+        """The file a pending re-publish targets (None: none pending, or the default)."""
+        with self._lock:
+            return self._republish_id if self._republish_in else None
+
+    @property
+    def late_hourly_pending(self) -> int:
+        """EventLogFile queries still to answer before hidden Hourly files appear."""
+        with self._lock:
+            return self._late_hourly
+
+    def take_elf_listing(self) -> bool:
+        """Count one answered EventLogFile query; True when hidden files appear now."""
+        with self._lock:
+            if not self._late_hourly:
+                return False
+            self._late_hourly -= 1
+            return not self._late_hourly
+
+    def take_insert_at_page_edge(self) -> int:
+        """Rows to insert at this first page's edge (consumes the fault)."""
+        with self._lock:
+            rows, self._insert_at_page_edge = self._insert_at_page_edge, 0
+            return rows
+
     # ------------------------------------------------------------------ spec strings
     @classmethod
     def parse(cls, spec: str | None) -> Faults:
@@ -207,6 +299,18 @@ class Faults:
                 self._cut_logfile_id = value[:15]
                 self._cut_logfile = self._cut_logfile or 1
             return
+        if key == "republish_id":
+            with self._lock:
+                self._republish_id = value[:15]
+                self._republish_in = self._republish_in or 1
+            return
+        if key == "republish_same_id":
+            flag = _int(key, value)
+            with self._lock:
+                self._republish_same_id = bool(flag)
+                if flag:
+                    self._republish_in = self._republish_in or 1
+            return
         if key == "api_usage":
             used, slash, total = value.partition("/")
             self.api_usage(_int(key, used), _int(key, total) if slash else None)
@@ -229,8 +333,11 @@ class Faults:
         elif key == "lock_row":
             with self._lock:
                 self._lock_row = number
+        elif key == "republish_after":
+            with self._lock:
+                self._republish_in = number
         else:
-            getattr(self, key)(number)  # unavailable, rate_limit
+            getattr(self, key)(number)  # unavailable, rate_limit, late_hourly, insert_at_…
 
     def describe(self) -> dict[str, object]:
         """The current state, for logs and assertions."""
@@ -246,6 +353,11 @@ class Faults:
                 "api_max": self._api_max,
                 "cut_logfile": self._cut_logfile,
                 "cut_logfile_id": self._cut_logfile_id,
+                "republish_after": self._republish_in,
+                "republish_id": self._republish_id,
+                "republish_same_id": self._republish_same_id,
+                "late_hourly": self._late_hourly,
+                "insert_at_page_edge": self._insert_at_page_edge,
             }
 
 
