@@ -112,5 +112,7 @@ def format_iso_ms(dt: datetime) -> str:
 def canonical_iso_ms(value: str) -> str:
     """A datetime string in the store's form; log files already use it (fast path)."""
     if len(value) == 24 and value[-1] == "Z" and value[10] == "T" and value[19] == ".":
-        return value
+        return value  # 2026-10-06T14:03:22.123Z (log files)
+    if len(value) == 28 and value.endswith("+0000") and value[10] == "T" and value[19] == ".":
+        return value[:23] + "Z"  # 2026-10-06T14:03:22.000+0000 (records)
     return format_iso_ms(parse_sf_datetime(value))

@@ -3,11 +3,14 @@ everything we store and match uses the 18-character form."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 __all__ = ["to_18"]
 
 _SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 
 
+@lru_cache(maxsize=65536)  # log files repeat the same user and work-item ids many times
 def to_18(value: str | None) -> str | None:
     """Normalise a 15-character id to 18 characters; 18-character ids and empty values pass."""
     if not value:

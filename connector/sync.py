@@ -245,22 +245,27 @@ class Syncer:
             self.store.set_sync_state("agentworkitem", state, self.run_id)
 
     def _awi_row(self, rec: dict[str, Any], fields: dict[str, str]) -> dict[str, Any]:
-        lower = {k.lower(): v for k, v in rec.items()}
+        # the SELECT used describe's canonical names, which is how records come back; the
+        # case-insensitive lookup is only a fallback
+        lower: dict[str, Any] | None = None
         row: dict[str, Any] = {}
         for logical in AWI_FIELD_DEFAULTS:
             api = fields.get(logical)
-            value = lower.get(api.lower()) if api else None
+            value = rec.get(api) if api else None
+            if value is None and api and api not in rec:
+                lower = lower or {k.lower(): v for k, v in rec.items()}
+                value = lower.get(api.lower())
             if logical in _INT_FIELDS and value is not None:
                 value = round(float(value))
             elif logical == "reported_awu" and value is not None:
                 value = float(value)
             elif logical == "started_at" and value:
-                value = format_iso_ms(parse_sf_datetime(str(value)))
+                value = canonical_iso_ms(str(value))
             elif logical in ("id", "user_id", "case_id") and value:
                 value = to_18(str(value))
             row[logical] = value
-        row["created_date"] = _iso_or_none(lower.get("createddate"))
-        row["system_modstamp"] = _iso_or_none(lower.get("systemmodstamp"))
+        row["created_date"] = _iso_or_none(rec.get("CreatedDate"))
+        row["system_modstamp"] = _iso_or_none(rec.get("SystemModstamp"))
         return row
 
     # -- EventLogFile ---------------------------------------------------------------------
@@ -547,7 +552,7 @@ def _file_order(rec: dict[str, Any]) -> tuple[str, int, str]:
 def _iso_or_none(value: Any) -> str | None:
     if value in (None, ""):
         return None
-    return format_iso_ms(parse_sf_datetime(str(value)))
+    return canonical_iso_ms(str(value))
 
 
 def _day_floor(dt: datetime) -> datetime:
