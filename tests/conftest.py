@@ -7,12 +7,14 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from audit.demo import write_mock_config
 from connector.mock.org import MockOrg
@@ -20,6 +22,9 @@ from connector.mock.server import RunningMockOrg, serve
 from fixtures.generator import generate_snapshot
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Hypothesis keeps its example store outside the working tree (no files left in a checkout)
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "awu-audit-hypothesis")
 # the contract lives in ../shared; a copy beside the tests keeps a lone checkout testable
 SCHEMA = next(
     p for p in (REPO.parent / "shared" / "run-output.schema.json",
