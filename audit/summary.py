@@ -66,6 +66,11 @@ def print_summary(result: Any, *, store_path: Path, console: Console | None = No
         f"Sync: {s['records']:,} records, {s['elf_files_downloaded']} log files downloaded, "
         f"{s['elf_files_skipped']} already known; {out['data_quality']['bad_records']} bad records"
     )
+    if "data360_queries" in s:
+        con.print(
+            f"Data 360: {s['data360_queries']} queries, {s.get('data360_rows', 0):,} rows read "
+            "(the audit's own Data Queries cost)"
+        )
     for note in result.notes[:5]:
         con.print(f"  note: {note}", markup=False)
     con.print(f"Store: {store_path}")

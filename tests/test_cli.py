@@ -106,3 +106,13 @@ def test_schedule_once_runs_the_job_and_exits(config_path: Path) -> None:
     proc = run_cli("schedule", "--config", str(config_path), "--once")
     assert proc.returncode == 0, proc.stderr
     assert "ok:" in proc.stderr and "actions" in proc.stderr
+
+
+def test_demo_on_the_data360_source(tmp_path: Path) -> None:
+    proc = run_cli("demo", "--source", "data360", "--actions", "800",
+                   env={"CWD": str(tmp_path), "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"Data 360: \d+ queries, [\d,]+ rows read", proc.stdout)
+    # one source only: SOURCE_GAP cannot occur (SPEC §11)
+    assert re.search(r"SOURCE_GAP\s*│\s*0\s*│", proc.stdout)
+    assert (tmp_path / "awu-audit-demo.db").exists()
