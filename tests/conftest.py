@@ -45,6 +45,30 @@ def labels_of(snap: Path) -> dict[str, Any]:
     return result
 
 
+def assert_matches_labels(
+    out: dict[str, Any],
+    labels: dict[str, Any],
+    *,
+    bad_records: int | None = None,
+    findings_delta: dict[str, int] | None = None,
+) -> None:
+    """A run's §7 totals, findings, data quality and pricing equal the fixture's labels
+    (`findings_delta` adds to expected counts where a test injected findings itself)."""
+    assert {k: out["totals"][k] for k in labels["totals"]} == pytest.approx(labels["totals"])
+    delta = findings_delta or {}
+    assert {k: v["count"] for k, v in out["findings"].items()} == {
+        k: v["count"] + delta.get(k, 0) for k, v in labels["findings"].items()
+    }
+    assert {k: v["wasted_awu"] for k, v in out["findings"].items()} == pytest.approx(
+        {k: v["wasted_awu"] for k, v in labels["findings"].items()}
+    )
+    expected_bad = labels["data_quality"]["bad_records"] if bad_records is None else bad_records
+    assert out["data_quality"]["bad_records"] == expected_bad
+    for key in ("flex_usd", "per_conversation_usd", "per_user_usd"):
+        assert out["pricing"][key] == pytest.approx(labels["pricing"][key]), key
+    assert out["pricing"]["cheapest"] == labels["pricing"]["cheapest"]
+
+
 @pytest.fixture
 def labels(snapshot: Path) -> dict[str, Any]:
     return labels_of(snapshot)

@@ -34,7 +34,7 @@ from connector.mock.data360 import ACCESS_TOKEN_TYPE, EXCHANGE_GRANT_TYPE, EXCHA
 from connector.mock.org import MockOrg, MockRequest
 from connector.mock.server import RunningMockOrg, serve
 from fixtures.generator import generate_snapshot
-from tests.conftest import SCHEMA, make_config, run_cli
+from tests.conftest import SCHEMA, assert_matches_labels, make_config, run_cli
 
 D360 = '\n[source]\nkinds = ["data360"]\n'
 BOTH = '\n[source]\nkinds = ["agentworkitem", "eventlogfile", "data360"]\n'
@@ -50,8 +50,15 @@ def snaps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {}
     for family in ("ssot", "std_dmo", "std"):
         snap = tmp_path_factory.mktemp(f"d360-{family}") / "org"
-        generate_snapshot(snap, seed=11, actions=600, days=5, start=date(2026, 10, 1),
-                          source="data360", family=family)
+        generate_snapshot(
+            snap,
+            seed=11,
+            actions=600,
+            days=5,
+            start=date(2026, 10, 1),
+            source="data360",
+            family=family,
+        )
         out[family] = snap
     return out
 
@@ -62,7 +69,9 @@ def _labels(snap: Path, name: str = "labels_data360.json") -> dict[str, Any]:
 
 
 @pytest.fixture
-def served(snaps: dict[str, Path], tmp_path: Path) -> Iterator[tuple[MockOrg, RunningMockOrg, Path]]:
+def served(
+    snaps: dict[str, Path], tmp_path: Path
+) -> Iterator[tuple[MockOrg, RunningMockOrg, Path]]:
     org = MockOrg.from_snapshot(snaps["ssot"])
     with serve(org, tls_dir=tmp_path / "tls") as server:
         yield org, server, snaps["ssot"]
@@ -73,31 +82,28 @@ def _cfg(tmp_path: Path, snap: Path, server: RunningMockOrg, extra: str = D360) 
 
 
 def _run_json(config: Path, labels: dict[str, Any]) -> dict[str, Any]:
-    proc = run_cli("run", "--config", str(config), "--since", labels["window"]["since"],
-                   "--until", labels["window"]["until"], "--json")
+    proc = run_cli(
+        "run",
+        "--config",
+        str(config),
+        "--since",
+        labels["window"]["since"],
+        "--until",
+        labels["window"]["until"],
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     result: dict[str, Any] = json.loads(proc.stdout)
     return result
-
-
-def _assert_matches(out: dict[str, Any], labels: dict[str, Any]) -> None:
-    for key, expected in labels["totals"].items():
-        assert out["totals"][key] == pytest.approx(expected), key
-    for kind, expected in labels["findings"].items():
-        assert out["findings"][kind]["count"] == expected["count"], kind
-        assert out["findings"][kind]["wasted_awu"] == pytest.approx(expected["wasted_awu"]), kind
-    assert out["data_quality"]["bad_records"] == labels["data_quality"]["bad_records"]
-    for key in ("flex_usd", "per_conversation_usd", "per_user_usd"):
-        assert out["pricing"][key] == pytest.approx(labels["pricing"][key]), key
-    assert out["pricing"]["cheapest"] == labels["pricing"]["cheapest"]
 
 
 # --------------------------------------------------------------------- end to end, CLI
 
 
 @pytest.mark.parametrize("family", ["ssot", "std_dmo", "std"])
-def test_run_json_matches_data360_labels(family: str, snaps: dict[str, Path],
-                                         tmp_path: Path) -> None:
+def test_run_json_matches_data360_labels(
+    family: str, snaps: dict[str, Path], tmp_path: Path
+) -> None:
     snap = snaps[family]
     labels = _labels(snap)
     org = MockOrg.from_snapshot(snap)
@@ -105,13 +111,16 @@ def test_run_json_matches_data360_labels(family: str, snaps: dict[str, Path],
         config = make_config(tmp_path, snap, server, extra=D360)
         out = _run_json(config, labels)
         jsonschema.validate(out, json.loads(SCHEMA.read_text()))
-        _assert_matches(out, labels)
+        assert_matches_labels(out, labels)
         assert out["org_id"] == labels["organization_id"]
-        assert out["data360"]["objects"] == {k: v for k, v in labels["objects"].items()
-                                             if k != "interaction"}
+        assert out["data360"]["objects"] == {
+            k: v for k, v in labels["objects"].items() if k != "interaction"
+        }
         assert out["data360"]["unmetered_actions"] == labels["unmetered"]["actions"]
-        assert out["data360"]["billable_unmetered_actions"] == \
-            labels["unmetered"]["billable_unmetered"]
+        assert (
+            out["data360"]["billable_unmetered_actions"]
+            == labels["unmetered"]["billable_unmetered"]
+        )
         sync = out["sync"]
         assert sync["data360_queries"] >= 3 and sync["data360_rows"] > labels["totals"]["actions"]
         assert sync["records"] == sum(1 for a in labels["actions"] if a["in_window"])
@@ -132,7 +141,8 @@ def test_run_json_matches_data360_labels(family: str, snaps: dict[str, Path],
 
 
 def test_both_sources_side_by_side_differ_only_by_construction(
-        served: tuple[MockOrg, RunningMockOrg, Path], tmp_path: Path) -> None:
+    served: tuple[MockOrg, RunningMockOrg, Path], tmp_path: Path
+) -> None:
     """AgentWorkItem+ELF and Data 360 of one scenario: the same AWU, credits and findings,
     except utilities (drop out), unmetered calls (extra, 0 AWU) and SOURCE_GAP (none)."""
     _, server, snap = served
@@ -142,10 +152,10 @@ def test_both_sources_side_by_side_differ_only_by_construction(
     out = _run_json(make_config(tmp_path, snap, server, extra=BOTH), d360)
     schema = json.loads(SCHEMA.read_text())
     jsonschema.validate(out, schema)
-    _assert_matches(out, awi)  # the top level stays the AgentWorkItem/ELF audit
+    assert_matches_labels(out, awi)  # the top level stays the AgentWorkItem/ELF audit
     block = out["sources"]["data360"]
     jsonschema.validate(block, schema)
-    _assert_matches(block, d360)
+    assert_matches_labels(block, d360)
     assert out["sources"]["agentworkitem+eventlogfile"]["totals"] == out["totals"]
 
     a, d = out["totals"], block["totals"]
@@ -160,13 +170,17 @@ def test_both_sources_side_by_side_differ_only_by_construction(
             assert found["count"] == diff["awi_source_gaps"] > 0 and got["count"] == 0
         elif kind == "AWU_MISMATCH":
             assert got["count"] == found["count"] - diff["utility_mismatches"]
-            assert got["wasted_awu"] == pytest.approx(found["wasted_awu"]
-                                                      - diff["utility_mismatch_awu"])
+            assert got["wasted_awu"] == pytest.approx(
+                found["wasted_awu"] - diff["utility_mismatch_awu"]
+            )
         else:
             assert got == found, kind
     assert block["data_quality"]["bad_records"] == (
-        out["data_quality"]["bad_records"] - diff["bad_log_files"]
-        - diff["utility_bad_records"] + diff["elf_only_bad_records"])
+        out["data_quality"]["bad_records"]
+        - diff["bad_log_files"]
+        - diff["utility_bad_records"]
+        + diff["elf_only_bad_records"]
+    )
     # never merged: the stored actions and the budget are the AgentWorkItem/ELF ones
     with Store.open(tmp_path / "store.db") as store:
         sources = {r[0] for r in store.db.execute("SELECT DISTINCT source FROM actions")}
@@ -177,7 +191,8 @@ def test_both_sources_side_by_side_differ_only_by_construction(
 
 
 def test_token_exchange_claims_form_and_tenant_url(
-        served: tuple[MockOrg, RunningMockOrg, Path], tmp_path: Path) -> None:
+    served: tuple[MockOrg, RunningMockOrg, Path], tmp_path: Path
+) -> None:
     org, server, snap = served
     seen: list[MockRequest] = []
     org.on_request = lambda req, page: seen.append(req)
@@ -210,7 +225,8 @@ def test_token_exchange_claims_form_and_tenant_url(
 
 
 def test_tenant_401_means_one_new_jwt_and_one_exchange_not_a_loop(
-        served: tuple[MockOrg, RunningMockOrg, Path], tmp_path: Path) -> None:
+    served: tuple[MockOrg, RunningMockOrg, Path], tmp_path: Path
+) -> None:
     org, server, snap = served
     cfg = _cfg(tmp_path, snap, server)
 
@@ -237,11 +253,13 @@ def test_tenant_401_means_one_new_jwt_and_one_exchange_not_a_loop(
 
 
 def test_refused_exchange_is_one_line_exit_3(
-        served: tuple[MockOrg, RunningMockOrg, Path], tmp_path: Path) -> None:
+    served: tuple[MockOrg, RunningMockOrg, Path], tmp_path: Path
+) -> None:
     org, server, snap = served
     org.data360.faults.refuse_exchange = True
-    proc = run_cli("run", "--config", str(make_config(tmp_path, snap, server, extra=D360)),
-                   "--json")
+    proc = run_cli(
+        "run", "--config", str(make_config(tmp_path, snap, server, extra=D360)), "--json"
+    )
     assert proc.returncode == 3, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "cdp_query_api" in lines[0] and "Traceback" not in proc.stderr
@@ -252,7 +270,8 @@ def test_refused_exchange_is_one_line_exit_3(
 
 
 def test_5xx_mid_pagination_is_retried_on_the_same_batch(
-        served: tuple[MockOrg, RunningMockOrg, Path], tmp_path: Path) -> None:
+    served: tuple[MockOrg, RunningMockOrg, Path], tmp_path: Path
+) -> None:
     org, server, snap = served
     labels = _labels(snap)
     usage = labels["objects"]["usage"]
@@ -273,7 +292,8 @@ def test_5xx_mid_pagination_is_retried_on_the_same_batch(
 
 
 def test_expired_batch_id_resumes_from_the_committed_cursor(
-        served: tuple[MockOrg, RunningMockOrg, Path], tmp_path: Path) -> None:
+    served: tuple[MockOrg, RunningMockOrg, Path], tmp_path: Path
+) -> None:
     """Seven events with one Timestamp across page edges, a batch id that expires: the
     keyset (Timestamp, Id) restart reads each exactly once — no gap at a page edge."""
     org, server, snap = served
@@ -281,14 +301,19 @@ def test_expired_batch_id_resumes_from_the_committed_cursor(
     usage = labels["objects"]["usage"]
     template = next(r for r in org.data360.rows(usage) if r["AiAgentToolName__c"] == "SendReply")
     ts = "2026-09-20T10:00:00.000Z"
-    extra = [{**template, "Id__c": f"evt-{i}", "RequestIdentifier__c": f"req-{i}",
-              "Timestamp__c": ts} for i in (5, 1, 7, 3, 2, 6, 4)]
+    extra = [
+        {**template, "Id__c": f"evt-{i}", "RequestIdentifier__c": f"req-{i}", "Timestamp__c": ts}
+        for i in (5, 1, 7, 3, 2, 6, 4)
+    ]
     org.data360.add_rows(usage, extra)
     org.data360.batch_rows = 2
     org.data360.faults.expire_batches = 2
     cfg = _cfg(tmp_path, snap, server)
-    out = run_audit(cfg, since=datetime(2026, 9, 20, tzinfo=timezone.utc),
-                    until=datetime(2026, 9, 21, tzinfo=timezone.utc))
+    out = run_audit(
+        cfg,
+        since=datetime(2026, 9, 20, tzinfo=timezone.utc),
+        until=datetime(2026, 9, 21, tzinfo=timezone.utc),
+    )
     assert out.output["totals"]["actions"] == 7
     with Store.open(cfg.store.path) as store:
         ids = sorted(r[0] for r in store.db.execute("SELECT id FROM d360_events"))
@@ -301,7 +326,8 @@ def test_expired_batch_id_resumes_from_the_committed_cursor(
 
 
 def test_missing_object_is_one_line_exit_2_naming_it(
-        served: tuple[MockOrg, RunningMockOrg, Path], tmp_path: Path) -> None:
+    served: tuple[MockOrg, RunningMockOrg, Path], tmp_path: Path
+) -> None:
     org, server, snap = served
     org.data360.drop_object(_labels(snap)["objects"]["step"])
     proc = run_cli("run", "--config", str(make_config(tmp_path, snap, server, extra=D360)))
@@ -313,7 +339,8 @@ def test_missing_object_is_one_line_exit_2_naming_it(
 
 
 def test_missing_column_is_one_line_exit_2_naming_it(
-        served: tuple[MockOrg, RunningMockOrg, Path], tmp_path: Path) -> None:
+    served: tuple[MockOrg, RunningMockOrg, Path], tmp_path: Path
+) -> None:
     org, server, snap = served
     step = _labels(snap)["objects"]["step"]
     org.data360.drop_column(step, "ssot__GenAiGatewayRequestId__c")
@@ -328,30 +355,65 @@ def _entity(name: str, fields: list[str]) -> dict[str, Any]:
     return {"name": name, "fields": [{"name": f, "type": "STRING"} for f in fields]}
 
 
-USAGE_FIELDS = ["Id", "Timestamp", "AiAgentSessionId", "AiAgentToolName", "PromptTotalTokenCount",
-                "UsageQuantity", "RequestIdentifier", "IsBillableIndicator"]
+USAGE_FIELDS = [
+    "Id",
+    "Timestamp",
+    "AiAgentSessionId",
+    "AiAgentToolName",
+    "PromptTotalTokenCount",
+    "UsageQuantity",
+    "RequestIdentifier",
+    "IsBillableIndicator",
+]
 
 
 def test_discovery_mixes_families_and_ignores_unknown_columns() -> None:
-    schema = discover([
-        _entity("AiAgentGenerativeAiUsage_std__dlm",
-                [f"{f}__c" for f in USAGE_FIELDS] + ["KQ_Id__c", "Brand_New_Column__c"]),
-        _entity("ssot__AiAgentInteractionStep__dlm", [
-            "ssot__Id__c", "ssot__GenAiGatewayRequestId__c", "ssot__InputValueText__c",
-            "ssot__ErrorMessageText__c", "ssot__SomethingNew__c"]),
-        _entity("std__AiAgentSessionDmo__dlm", ["std__Id__c", "std__AiAgentChannelType__c"]),
-        _entity("ssot__AiAgentSession__dlm", ["ssot__Id__c"]),  # tried first, incomplete
-    ])
-    assert (schema.usage.family, schema.step.family, schema.session.family) == \
-        ("std", "ssot", "std_dmo")
+    schema = discover(
+        [
+            _entity(
+                "AiAgentGenerativeAiUsage_std__dlm",
+                [f"{f}__c" for f in USAGE_FIELDS] + ["KQ_Id__c", "Brand_New_Column__c"],
+            ),
+            _entity(
+                "ssot__AiAgentInteractionStep__dlm",
+                [
+                    "ssot__Id__c",
+                    "ssot__GenAiGatewayRequestId__c",
+                    "ssot__InputValueText__c",
+                    "ssot__ErrorMessageText__c",
+                    "ssot__SomethingNew__c",
+                ],
+            ),
+            _entity("std__AiAgentSessionDmo__dlm", ["std__Id__c", "std__AiAgentChannelType__c"]),
+            _entity("ssot__AiAgentSession__dlm", ["ssot__Id__c"]),  # tried first, incomplete
+        ]
+    )
+    assert (schema.usage.family, schema.step.family, schema.session.family) == (
+        "std",
+        "ssot",
+        "std_dmo",
+    )
     # no complete candidate: one line naming the first one and what it lacks
-    with pytest.raises(ConfigError, match=r"ssot__AiAgentSession__dlm lacks column\(s\) "
-                                          r"ssot__AiAgentChannelType__c"):
-        discover([_entity("ssot__AiAgentSession__dlm", ["ssot__Id__c"]),
-                  _entity("AiAgentGenerativeAiUsage_std__dlm", [f"{f}__c" for f in USAGE_FIELDS]),
-                  _entity("AiAgentInteractionStep_std__dlm", [
-                      "Id__c", "GenAiGatewayRequestId__c", "InputValueText__c",
-                      "ErrorMessageText__c"])])
+    with pytest.raises(
+        ConfigError,
+        match=r"ssot__AiAgentSession__dlm lacks column\(s\) "
+        r"ssot__AiAgentChannelType__c",
+    ):
+        discover(
+            [
+                _entity("ssot__AiAgentSession__dlm", ["ssot__Id__c"]),
+                _entity("AiAgentGenerativeAiUsage_std__dlm", [f"{f}__c" for f in USAGE_FIELDS]),
+                _entity(
+                    "AiAgentInteractionStep_std__dlm",
+                    [
+                        "Id__c",
+                        "GenAiGatewayRequestId__c",
+                        "InputValueText__c",
+                        "ErrorMessageText__c",
+                    ],
+                ),
+            ]
+        )
     assert "Brand_New_Column__c" not in schema.usage.columns.values()
     assert "IsMeteredIndicator" not in schema.usage.columns  # falls back to IsBillable
     assert schema.usage.columns["Timestamp"] == "Timestamp__c"
@@ -376,9 +438,12 @@ def test_values_are_typed_by_metadata_and_ordered_by_place_in_order() -> None:
         "done": True,
     }
     rows = decode_rows(payload)
-    assert rows[0] == {"name": "SendReply", "qty": Decimal("0.6666666666666667"),
-                       "ts": datetime(2026, 10, 6, 14, 3, 22, 123000, tzinfo=timezone.utc),
-                       "flag": True}
+    assert rows[0] == {
+        "name": "SendReply",
+        "qty": Decimal("0.6666666666666667"),
+        "ts": datetime(2026, 10, 6, 14, 3, 22, 123000, tzinfo=timezone.utc),
+        "flag": True,
+    }
     assert rows[1]["name"] is None and rows[1]["qty"] == Decimal(5562) and rows[1]["flag"] is False
     assert rows[2] == {"name": None, "qty": None, "ts": None, "flag": None}
     assert parse_timestamp("2026-10-06T14:03:22.123Z") == rows[0]["ts"]
@@ -386,14 +451,22 @@ def test_values_are_typed_by_metadata_and_ordered_by_place_in_order() -> None:
 
 
 def test_mock_query_api_speaks_the_v2_wire_format(
-        served: tuple[MockOrg, RunningMockOrg, Path], tmp_path: Path) -> None:
+    served: tuple[MockOrg, RunningMockOrg, Path], tmp_path: Path
+) -> None:
     _, server, snap = served
     usage = _labels(snap)["objects"]["usage"]
     with Data360Client(_cfg(tmp_path, snap, server)) as client:
-        payload = client.request("POST", "/api/v2/query", json_body={"sql": (
-            f"SELECT AiAgentToolName__c, Timestamp__c, UsageQuantity__c, IsBillableIndicator__c "
-            f"FROM {usage} WHERE Timestamp__c >= TIMESTAMP '2026-10-02 00:00:00' "
-            f"AND AiAgentToolName__c = 'SendReply' ORDER BY Timestamp__c LIMIT 3")})
+        payload = client.request(
+            "POST",
+            "/api/v2/query",
+            json_body={
+                "sql": (
+                    f"SELECT AiAgentToolName__c, Timestamp__c, UsageQuantity__c, IsBillableIndicator__c "
+                    f"FROM {usage} WHERE Timestamp__c >= TIMESTAMP '2026-10-02 00:00:00' "
+                    f"AND AiAgentToolName__c = 'SendReply' ORDER BY Timestamp__c LIMIT 3"
+                )
+            },
+        )
     meta = payload["metadata"]
     assert [meta[k]["placeInOrder"] for k in meta] == [3, 2, 1, 0]
     assert {meta[k]["type"] for k in meta} == {"VARCHAR", "TIMESTAMP", "DECIMAL", "BOOLEAN"}
@@ -407,7 +480,8 @@ def test_mock_query_api_speaks_the_v2_wire_format(
 
 
 def test_incremental_cursor_is_capped_and_rereads_the_settle_margin(
-        served: tuple[MockOrg, RunningMockOrg, Path], tmp_path: Path) -> None:
+    served: tuple[MockOrg, RunningMockOrg, Path], tmp_path: Path
+) -> None:
     org, server, snap = served
     usage = _labels(snap)["objects"]["usage"]
     cfg = _cfg(tmp_path, snap, server)
@@ -421,10 +495,18 @@ def test_incremental_cursor_is_capped_and_rereads_the_settle_margin(
 
     template = next(r for r in org.data360.rows(usage) if r["AiAgentToolName__c"] == "SendReply")
     late = [  # arrived after the first run, stamped before its start
-        {**template, "Id__c": "late-in-margin", "RequestIdentifier__c": "late-1",
-         "Timestamp__c": "2026-10-03T09:00:00.000Z"},
-        {**template, "Id__c": "late-too-old", "RequestIdentifier__c": "late-2",
-         "Timestamp__c": "2026-10-01T09:00:00.000Z"},
+        {
+            **template,
+            "Id__c": "late-in-margin",
+            "RequestIdentifier__c": "late-1",
+            "Timestamp__c": "2026-10-03T09:00:00.000Z",
+        },
+        {
+            **template,
+            "Id__c": "late-too-old",
+            "RequestIdentifier__c": "late-2",
+            "Timestamp__c": "2026-10-01T09:00:00.000Z",
+        },
     ]
     org.data360.add_rows(usage, late)
     second = run_audit(cfg, now=datetime(2026, 10, 5, 12, tzinfo=timezone.utc))
@@ -436,13 +518,28 @@ def test_incremental_cursor_is_capped_and_rereads_the_settle_margin(
 
 def test_fixtures_cli_writes_data360_shape(tmp_path: Path) -> None:
     out = tmp_path / "org"
-    proc = run_cli("fixtures", "--out", str(out), "--actions", "50", "--days", "2",
-                   "--source", "data360", "--family", "std_dmo")
+    proc = run_cli(
+        "fixtures",
+        "--out",
+        str(out),
+        "--actions",
+        "50",
+        "--days",
+        "2",
+        "--source",
+        "data360",
+        "--family",
+        "std_dmo",
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads((out / "org.json").read_text())["data360"] == {"family": "std_dmo"}
     names = sorted(p.name for p in (out / "data360").iterdir())
-    assert names == ["std__AiAgentGenerativeAiUsageDmo__dlm.jsonl", "std__AiAgentInteractionDmo__dlm.jsonl",
-                     "std__AiAgentInteractionStepDmo__dlm.jsonl", "std__AiAgentSessionDmo__dlm.jsonl"]
+    assert names == [
+        "std__AiAgentGenerativeAiUsageDmo__dlm.jsonl",
+        "std__AiAgentInteractionDmo__dlm.jsonl",
+        "std__AiAgentInteractionStepDmo__dlm.jsonl",
+        "std__AiAgentSessionDmo__dlm.jsonl",
+    ]
     assert _labels(out)["family"] == "std_dmo"
     # regenerating over it (other source) cleans the Data 360 files away
     proc = run_cli("fixtures", "--out", str(out), "--actions", "50", "--days", "2")
@@ -456,8 +553,15 @@ def test_fixtures_cli_writes_data360_shape(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def snap67(tmp_path_factory: pytest.TempPathFactory) -> Path:
     snap = tmp_path_factory.mktemp("d360-67") / "org"
-    generate_snapshot(snap, seed=12, actions=300, days=3, start=date(2026, 10, 1),
-                      source="data360", api_version="67.0")
+    generate_snapshot(
+        snap,
+        seed=12,
+        actions=300,
+        days=3,
+        start=date(2026, 10, 1),
+        source="data360",
+        api_version="67.0",
+    )
     return snap
 
 
@@ -473,10 +577,12 @@ def test_vendor_view_beside_our_figures(snap67: Path, tmp_path: Path) -> None:
     assert all(a["trigger_type"] == "ThresholdPercent" for a in vendor["alerts"])
     assert vendor["recomputed_credits"] == out["budget"]["used_credits"]
     assert vendor["difference"] == pytest.approx(
-        vendor["units_consumed"] - out["budget"]["used_credits"])
+        vendor["units_consumed"] - out["budget"]["used_credits"]
+    )
     # Salesforce charged what the org reported; we recompute: the gap is the mismatch
     assert vendor["difference"] == pytest.approx(
-        (labels["totals"]["reported_awu"] - labels["totals"]["awu"]) * 20)
+        (labels["totals"]["reported_awu"] - labels["totals"]["awu"]) * 20
+    )
 
 
 def test_vendor_view_absent_is_normal(snap67: Path, tmp_path: Path) -> None:
@@ -485,9 +591,11 @@ def test_vendor_view_absent_is_normal(snap67: Path, tmp_path: Path) -> None:
     org._tables.pop("tenantconsumptionalert")  # and no alert object
     labels = _labels(snap67)
     with serve(org, tls_dir=tmp_path / "tls") as server:
-        result = run_audit(_cfg(tmp_path, snap67, server),
-                           since=datetime.fromisoformat(labels["window"]["since"]),
-                           until=datetime.fromisoformat(labels["window"]["until"]))
+        result = run_audit(
+            _cfg(tmp_path, snap67, server),
+            since=datetime.fromisoformat(labels["window"]["since"]),
+            until=datetime.fromisoformat(labels["window"]["until"]),
+        )
     assert "vendor" not in result.output and result.exit_code == 0
     assert result.output["totals"]["actions"] == labels["totals"]["actions"]
     # asked, found absent, carried on

@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.conftest import SCHEMA, labels_of, make_config, run_cli
+from tests.conftest import SCHEMA, assert_matches_labels, labels_of, make_config, run_cli
 
 TABLES = ("actions", "findings", "daily_usage", "awi_records", "elf_events", "elf_files")
 
@@ -39,15 +39,7 @@ def test_run_json_matches_labels_and_is_idempotent(config_path: Path, labels: di
 
     assert out["org_id"] == labels["organization_id"]
     assert out["is_sandbox"] is labels["is_sandbox"]
-    for key, expected in labels["totals"].items():
-        assert out["totals"][key] == pytest.approx(expected), key
-    for kind, expected in labels["findings"].items():
-        assert out["findings"][kind]["count"] == expected["count"], kind
-        assert out["findings"][kind]["wasted_awu"] == pytest.approx(expected["wasted_awu"]), kind
-    assert out["data_quality"]["bad_records"] == labels["data_quality"]["bad_records"]
-    for key in ("flex_usd", "per_conversation_usd", "per_user_usd"):
-        assert out["pricing"][key] == pytest.approx(labels["pricing"][key]), key
-    assert out["pricing"]["cheapest"] == labels["pricing"]["cheapest"]
+    assert_matches_labels(out, labels)
     assert out["sync"]["elf_files_downloaded"] > 0
 
     db = config_path.parent / "store.db"

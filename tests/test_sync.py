@@ -31,7 +31,7 @@ from connector.ids import to_18
 from connector.mock.org import MockOrg, MockRequest
 from connector.mock.server import RunningMockOrg, serve
 from fixtures.generator import generate_snapshot
-from tests.conftest import SCHEMA, labels_of, make_config, run_cli
+from tests.conftest import SCHEMA, assert_matches_labels, labels_of, make_config, run_cli
 
 TABLES = ("actions", "findings", "daily_usage", "awi_records", "elf_events", "elf_files", "cases")
 FAST = "[sync]\nbackoff_base_s = 0.01\nbackoff_max_s = 0.05\n"
@@ -123,17 +123,7 @@ def assert_matches(out: dict[str, Any], labels: dict[str, Any], *, bad_records: 
     assert out["is_sandbox"] is labels["is_sandbox"]
     assert out["window"] == {"start": _iso_z(labels["window"]["since"]),
                              "end": _iso_z(labels["window"]["until"])}
-    assert {k: out["totals"][k] for k in labels["totals"]} == pytest.approx(labels["totals"])
-    delta = findings_delta or {}
-    assert {k: v["count"] for k, v in out["findings"].items()} == {
-        k: v["count"] + delta.get(k, 0) for k, v in labels["findings"].items()}
-    assert {k: v["wasted_awu"] for k, v in out["findings"].items()} == pytest.approx(
-        {k: v["wasted_awu"] for k, v in labels["findings"].items()})
-    expected_bad = labels["data_quality"]["bad_records"] if bad_records is None else bad_records
-    assert out["data_quality"]["bad_records"] == expected_bad
-    for key in ("flex_usd", "per_conversation_usd", "per_user_usd"):
-        assert out["pricing"][key] == pytest.approx(labels["pricing"][key]), key
-    assert out["pricing"]["cheapest"] == labels["pricing"]["cheapest"]
+    assert_matches_labels(out, labels, bad_records=bad_records, findings_delta=findings_delta)
 
 
 def expected_totals(labels: dict[str, Any], start: str, end: str) -> dict[str, Any]:
