@@ -33,8 +33,8 @@ import httpx
 import jinja2
 
 from audit.config import Config, EmailConfig
+from audit.engine.model import format_iso_ms
 from audit.errors import DeliveryError
-from audit.model import format_iso_ms
 from audit.store import FindingLike, Store
 
 __all__ = [

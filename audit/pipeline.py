@@ -12,13 +12,12 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from audit import alerts as alerts_mod
-from audit import budget as budget_mod
 from audit.config import Config
-from audit.errors import AuditError, ConfigError
-from audit.model import Action, format_iso_ms, parse_sf_datetime
-from audit.pricing import price_window
-from audit.reconcile import reconcile
-from audit.rules import (
+from audit.engine import budget as budget_mod
+from audit.engine.model import Action, format_iso_ms, parse_sf_datetime
+from audit.engine.pricing import price_window
+from audit.engine.reconcile import reconcile
+from audit.engine.rules import (
     AuditResult,
     compute_totals,
     evaluate,
@@ -26,6 +25,7 @@ from audit.rules import (
     retrieval_by_name,
     severity_at_least,
 )
+from audit.errors import AuditError, ConfigError
 from audit.store import Store
 
 __all__ = ["RunResult", "run_audit", "parse_when"]
@@ -297,8 +297,8 @@ def _analysis(
 ) -> dict[str, Any]:
     """What the report shows beyond §7: where the waste is, reconciliation, efficiency,
     outcomes. Kept with the run so `audit report` needs no recomputation."""
-    from audit import analysis
-    from audit.model import Case
+    from audit.engine import analysis
+    from audit.engine.model import Case
 
     case_ids = sorted({a.case_id for a in actions if a.case_id})
     cases: dict[str, Case] = {}
@@ -708,4 +708,3 @@ def _day_floor(dt: datetime) -> datetime:
 
 def _num(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value
-

@@ -8,8 +8,8 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from audit.engine.rules import KINDS
 from audit.errors import StoreError
-from audit.rules import KINDS
 from audit.store import Store
 
 __all__ = ["build_report", "render_report"]

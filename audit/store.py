@@ -30,8 +30,8 @@ from typing import Any, Protocol
 
 import sqlite_utils
 
+from audit.engine.model import format_iso_ms
 from audit.errors import StoreError
-from audit.model import format_iso_ms
 
 __all__ = [
     "Store",
@@ -55,9 +55,9 @@ _BUSY_TIMEOUT_MS = 10_000
 
 
 class FindingLike(Protocol):
-    """What `sync_findings` needs of a finding (audit.rules.Finding has these attributes).
+    """What `sync_findings` needs of a finding (audit.engine.rules.Finding has these attributes).
 
-    Read-only members, so a frozen dataclass such as audit.rules.Finding matches.
+    Read-only members, so a frozen dataclass such as audit.engine.rules.Finding matches.
     """
 
     @property

@@ -29,11 +29,11 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from audit.awu import recompute_awu
 from audit.config import load_config
 from audit.demo import write_mock_config
+from audit.engine.awu import recompute_awu
+from audit.engine.rules import evaluate
 from audit.pipeline import run_audit
-from audit.rules import evaluate
 from audit.store import Store
 from fixtures.generator import generate_snapshot
 

@@ -32,8 +32,8 @@ import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from audit.config import Config
+from audit.engine.model import Action, format_iso_ms, parse_sf_datetime
 from audit.errors import AuthError, ConfigError, QueryError, RateLimited, SalesforceError
-from audit.model import Action, format_iso_ms, parse_sf_datetime
 from connector.auth import TokenProvider, http_client, load_private_key
 from connector.client import Decision, classify
 

@@ -22,8 +22,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from audit.config import AWI_FIELD_DEFAULTS, Config
+from audit.engine.model import canonical_iso_ms, format_iso_ms, parse_sf_datetime
 from audit.errors import ConfigError, SalesforceError
-from audit.model import canonical_iso_ms, format_iso_ms, parse_sf_datetime
 from connector.client import SalesforceClient
 from connector.ids import to_18
 from connector.logfiles import BadLogFile, parse_logfile

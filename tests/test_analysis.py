@@ -6,16 +6,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from audit.analysis import (
+from audit.config import PricingConfig, RulesConfig
+from audit.engine.analysis import (
     case_outcomes,
     daily_usage_rows,
     efficiency_by_agent,
     reconcile,
     waste_by,
 )
-from audit.config import PricingConfig, RulesConfig
-from audit.model import Action, Case
-from audit.rules import KINDS, evaluate
+from audit.engine.model import Action, Case
+from audit.engine.rules import KINDS, evaluate
 
 RULES = RulesConfig()
 PRICING = PricingConfig()

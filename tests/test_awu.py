@@ -6,9 +6,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from audit.awu import awu_for_tokens, credits_for, recompute_awu, usd_for
 from audit.config import PricingConfig, RulesConfig
-from audit.model import Action
+from audit.engine.awu import awu_for_tokens, credits_for, recompute_awu, usd_for
+from audit.engine.model import Action
 
 RULES = RulesConfig()
 PRICING = PricingConfig()

@@ -6,7 +6,8 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from audit.budget import (
+from audit.config import BudgetConfig
+from audit.engine.budget import (
     detect_spikes,
     evaluate_budget,
     forecast,
@@ -14,7 +15,6 @@ from audit.budget import (
     period_of,
     periods_overlapping,
 )
-from audit.config import BudgetConfig
 
 BUDGET = BudgetConfig(credits=100_000.0)
 

@@ -6,10 +6,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from audit.awu import recompute_awu
 from audit.config import PricingConfig, RulesConfig
-from audit.model import Action
-from audit.pricing import PricingWhatIf, price_window, window_months
+from audit.engine.awu import recompute_awu
+from audit.engine.model import Action
+from audit.engine.pricing import PricingWhatIf, price_window, window_months
 
 RULES = RulesConfig()
 PRICING = PricingConfig()

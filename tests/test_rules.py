@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from audit.config import PricingConfig, RulesConfig
-from audit.model import Action
-from audit.rules import (
+from audit.engine.model import Action
+from audit.engine.rules import (
     KINDS,
     SEVERITY,
     AuditResult,

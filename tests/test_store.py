@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class F:
-    """Stands in for audit.rules.Finding (same attributes)."""
+    """Stands in for audit.engine.rules.Finding (same attributes)."""
 
     id: str
     started_at: datetime

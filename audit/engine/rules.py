@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from audit.awu import ActionCost, credits_for, recompute_awu, usd_for
 from audit.config import SEVERITIES, PricingConfig, RulesConfig
-from audit.model import Action, format_iso_ms
+from audit.engine.awu import ActionCost, credits_for, recompute_awu, usd_for
+from audit.engine.model import Action, format_iso_ms
 
 __all__ = [
     "KINDS",

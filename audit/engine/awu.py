@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from audit.config import PricingConfig, RulesConfig
-from audit.model import Action
+from audit.engine.model import Action
 
 __all__ = ["ActionCost", "recompute_awu", "awu_for_tokens", "credits_for", "usd_for"]
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from audit.model import Action, parse_sf_datetime
+from audit.engine.model import Action, parse_sf_datetime
 
 __all__ = ["reconcile", "elf_group_key"]
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from audit.awu import ActionCost, credits_for, usd_for
 from audit.config import PricingConfig
-from audit.model import Action, Case
-from audit.rules import KINDS, Finding, agent_label
+from audit.engine.awu import ActionCost, credits_for, usd_for
+from audit.engine.model import Action, Case
+from audit.engine.rules import KINDS, Finding, agent_label
 
 __all__ = [
     "CaseOutcomes",

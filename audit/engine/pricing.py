@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from audit.awu import ActionCost, usd_for
 from audit.config import PricingConfig
-from audit.model import Action
+from audit.engine.awu import ActionCost, usd_for
+from audit.engine.model import Action
 
 __all__ = ["PricingWhatIf", "price_window", "window_months", "LENGTH_BUCKETS"]
 
