@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from audit.errors import AuditError, ConfigError
+from audit.errors import KNOWN_ERRORS, ConfigError
 
 __all__ = ["main", "cli"]
 
@@ -34,8 +34,8 @@ def friendly_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except AuditError as exc:
-            _fail(str(exc), exc.exit_code)
+        except KNOWN_ERRORS as exc:
+            _fail(str(exc), getattr(exc, "exit_code", 1))
         except KeyboardInterrupt:
             click.echo("audit: interrupted", err=True)
             raise SystemExit(130) from None

@@ -17,6 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from audit.errors import ConfigError
+from connector.config import (
+    AWI_FIELD_DEFAULTS,
+    ConnectorConfig,
+    Data360Config,
+    SalesforceConfig,
+    SyncConfig,
+)
 
 __all__ = [
     "Config",
@@ -38,39 +45,8 @@ __all__ = [
     "config_from_dict",
 ]
 
-#: Logical name → default AgentWorkItem API field name (SPEC §3.1).
-AWI_FIELD_DEFAULTS: dict[str, str] = {
-    "id": "Id",
-    "session_id": "SessionId__c",
-    "agent_id": "AgentId__c",
-    "agent_name": "AgentName__c",
-    "action_name": "ActionName__c",
-    "action_type": "ActionType__c",
-    "channel": "Channel__c",
-    "status": "Status__c",
-    "error_code": "ErrorCode__c",
-    "prompt_tokens": "PromptTokens__c",
-    "completion_tokens": "CompletionTokens__c",
-    "tokens": "TokensConsumed__c",
-    "reported_awu": "AwuCount__c",
-    "action_input": "ActionInput__c",
-    "user_id": "UserId__c",
-    "case_id": "CaseId__c",
-    "started_at": "StartTime__c",
-}
 _UNMAPPABLE = {"id"}
 SEVERITIES = ("info", "warning", "high")
-
-
-@dataclass(frozen=True)
-class SalesforceConfig:
-    login_url: str = "https://login.salesforce.com"
-    consumer_key: str = ""
-    username: str = ""
-    private_key_file: Path = Path("secrets/app.key")
-    api_version: str = "62.0"
-    ca_bundle: Path | None = None
-    timeout_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -143,16 +119,6 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
-class SyncConfig:
-    initial_days: int = 7
-    elf_settle_hours: float = 24.0
-    api_reserve_pct: float = 10.0
-    max_retries: int = 5
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 60.0
-
-
-@dataclass(frozen=True)
 class RunConfig:
     fail_on: str = "off"
 
@@ -160,12 +126,6 @@ class RunConfig:
 @dataclass(frozen=True)
 class SourceConfig:
     kinds: tuple[str, ...] = ("agentworkitem", "eventlogfile")
-
-
-@dataclass(frozen=True)
-class Data360Config:
-    settle_hours: float = 48.0
-    dataspace: str = ""
 
 
 @dataclass(frozen=True)
@@ -184,6 +144,17 @@ class Config:
     #: logical name → org API field name for AgentWorkItem (defaults merged in)
     awi_fields: dict[str, str] = field(default_factory=lambda: dict(AWI_FIELD_DEFAULTS))
     path: Path | None = None
+
+    @property
+    def connector(self) -> ConnectorConfig:
+        """The sections the connector reads."""
+        return ConnectorConfig(
+            salesforce=self.salesforce,
+            sync=self.sync,
+            data360=self.data360,
+            awi_fields=self.awi_fields,
+            kinds=self.source.kinds,
+        )
 
     @staticmethod
     def secret(env_name: str) -> str | None:

@@ -16,7 +16,7 @@ from audit.config import Config
 from audit.engine import budget as budget_mod
 from audit.engine.model import Action, format_iso_ms, parse_sf_datetime
 from audit.engine.pricing import price_window
-from audit.engine.reconcile import reconcile
+from audit.engine.sources.core import reconcile
 from audit.engine.rules import (
     AuditResult,
     compute_totals,

@@ -22,7 +22,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from audit.config import Config, ScheduleConfig
-from audit.errors import AuditError, ConfigError
+from audit.errors import KNOWN_ERRORS, ConfigError
 
 __all__ = ["JOB_ID", "make_trigger", "add_audit_job", "run_job_logged", "run_scheduled"]
 
@@ -88,7 +88,7 @@ def run_job_logged(job: Callable[[], str], log: Callable[[str], None]) -> None:
     the scheduler keeps running and the next night runs."""
     try:
         summary = job()
-    except AuditError as exc:
+    except KNOWN_ERRORS as exc:
         log(f"audit run failed: {_one_line(str(exc))}")
     except Exception as exc:  # logged as one line; the next scheduled run still happens
         detail = _one_line(str(exc))
@@ -174,6 +174,11 @@ def run_scheduled(
         f"({cfg.schedule.timezone}); next run {when}"
     )
 
+    _serve_until_signalled(sched, log)
+
+
+def _serve_until_signalled(sched: BaseScheduler, log: Callable[[str], None]) -> None:
+    """Run the scheduler until SIGTERM/SIGINT, then let the current run finish."""
     in_main = threading.current_thread() is threading.main_thread()
     previous: dict[signal.Signals, Any] = {}
     if in_main:

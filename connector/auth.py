@@ -15,8 +15,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from audit.config import SalesforceConfig
-from audit.errors import AuthError, ConfigError, SalesforceError
+from connector.config import SalesforceConfig
+from connector.errors import AuthError, SalesforceError, SetupError
 
 __all__ = [
     "Token",
@@ -48,7 +48,7 @@ def http_client(cfg: SalesforceConfig) -> httpx.Client:
     verify: ssl.SSLContext | bool = True
     if cfg.ca_bundle is not None:
         if not cfg.ca_bundle.is_file():
-            raise ConfigError(f"salesforce.ca_bundle not found: {cfg.ca_bundle}")
+            raise SetupError(f"salesforce.ca_bundle not found: {cfg.ca_bundle}")
         verify = ssl.create_default_context(cafile=str(cfg.ca_bundle))
     return httpx.Client(
         verify=verify,
@@ -59,23 +59,23 @@ def http_client(cfg: SalesforceConfig) -> httpx.Client:
 
 
 def load_private_key(path: Path) -> rsa.RSAPrivateKey:
-    """Read the connected app's RSA private key (PEM); ConfigError names the file."""
+    """Read the connected app's RSA private key (PEM); SetupError names the file."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"salesforce.private_key_file not found: {path}") from None
+        raise SetupError(f"salesforce.private_key_file not found: {path}") from None
     except OSError as exc:
-        raise ConfigError(
+        raise SetupError(
             f"salesforce.private_key_file unreadable: {path} ({exc.strerror})"
         ) from None
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):
-        raise ConfigError(
+        raise SetupError(
             f"salesforce.private_key_file {path} is not an unencrypted PEM private key"
         ) from None
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise ConfigError(f"salesforce.private_key_file {path} is not an RSA key (RS256 needs one)")
+        raise SetupError(f"salesforce.private_key_file {path} is not an RSA key (RS256 needs one)")
     return key
 
 

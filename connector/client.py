@@ -1,14 +1,12 @@
-"""Talking to Salesforce: a pure classifier that decides what a response means, a retry
-loop kept apart from it, and a client that queries (simple-salesforce) and streams
-LogFiles (httpx) through that loop.
+"""The REST client of one org: queries, describe and REST calls through simple-salesforce,
+LogFile bodies streamed with httpx — every request under `connector.transport`'s policy.
 
-Salesforce's own exceptions (simple-salesforce, requests, httpx) stop here: callers see
-only `audit.errors`.
+simple-salesforce's, requests' and httpx's exceptions stop here: callers see only
+`connector.errors`.
 """
 
 from __future__ import annotations
 
-import enum
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,51 +17,21 @@ import httpx
 import requests
 from simple_salesforce import exceptions as sf_exc
 from simple_salesforce.api import Salesforce
-from tenacity import (
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 
-from audit.config import Config
-from audit.errors import (
-    AuthError,
-    ConfigError,
+from connector.auth import Token, TokenProvider, http_client, load_private_key
+from connector.config import ConnectorConfig
+from connector.errors import (
     QueryError,
     RateLimited,
     SalesforceError,
     SessionExpired,
+    SetupError,
 )
-from connector.auth import Token, TokenProvider, http_client, load_private_key
+from connector.transport import TRANSIENT_CODES, call_with_retries, first_error, network_error
 
-__all__ = ["Decision", "classify", "SalesforceClient", "ApiUsage"]
+__all__ = ["SalesforceClient", "ApiUsage"]
 
 T = TypeVar("T")
-
-_TRANSIENT_STATUS = {429, 500, 502, 503, 504}
-_TRANSIENT_CODES = {"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "QUERY_TIMEOUT"}
-
-
-class Decision(enum.Enum):
-    REFRESH = "refresh the token and retry once"
-    BACKOFF = "back off and retry"
-    FAIL = "fail at once"
-
-
-def classify(status: int | None, error_code: str | None = None) -> Decision:
-    """What an error response means. `status=None` is a network error (no response)."""
-    if status is None:
-        return Decision.FAIL if error_code == "TLS" else Decision.BACKOFF
-    if status == 401 and error_code in (None, "INVALID_SESSION_ID"):
-        return Decision.REFRESH
-    if error_code in _TRANSIENT_CODES:
-        return Decision.BACKOFF
-    if status == 403 and error_code == "REQUEST_LIMIT_EXCEEDED":
-        return Decision.FAIL  # the org's daily API limit: retrying only makes it worse
-    if status in _TRANSIENT_STATUS:
-        return Decision.BACKOFF
-    return Decision.FAIL
 
 
 @dataclass
@@ -76,23 +44,15 @@ class ApiUsage:
         return 100.0 * (self.total - self.used) / self.total if self.total else 100.0
 
 
-class _Transient(Exception):
-    """Internal: a failure the retry loop backs off from."""
-
-    def __init__(self, error: SalesforceError):
-        super().__init__(str(error))
-        self.error = error
-
-
 class SalesforceClient:
     """One authenticated connection to an org for the duration of a run."""
 
-    def __init__(self, cfg: Config, *, sleep: Callable[[float], None] | None = None):
+    def __init__(self, cfg: ConnectorConfig, *, sleep: Callable[[float], None] | None = None):
         self._cfg = cfg
         sf = cfg.salesforce
         for name, value in (("consumer_key", sf.consumer_key), ("username", sf.username)):
             if not value.strip():  # the config loader defaults them to ""
-                raise ConfigError(
+                raise SetupError(
                     f"config key salesforce.{name} is required (the connected "
                     "app's consumer key and the integration user's username)"
                 )
@@ -160,6 +120,11 @@ class SalesforceClient:
         result = self._call(lambda sf: sf.restful(path))
         return cast("dict[str, Any]", result)  # simple-salesforce types it Any | None
 
+    def invoke_action(self, name: str, inputs: list[dict[str, Any]]) -> Any:
+        """POST a standard REST action (`actions/standard/<name>`) and return its answer."""
+        path = f"actions/standard/{quote(name)}"
+        return self._call(lambda sf: sf.restful(path, method="POST", json={"inputs": inputs}))
+
     def download_logfile(
         self, file_id: str, sink: IO[bytes], *, expected_size: int | None = None
     ) -> tuple[int, str]:
@@ -192,7 +157,7 @@ class SalesforceClient:
                         digest.update(chunk)
                         size += len(chunk)
             except httpx.HTTPError as exc:
-                raise _network_error(exc, url) from None
+                raise network_error(exc, url) from None
             sink.flush()
             if expected_size is not None and size != expected_size:
                 # cut off without a protocol error: a transient failure, start again
@@ -206,52 +171,28 @@ class SalesforceClient:
 
     # -- the retry loop -------------------------------------------------------------------
     def _call(self, fn: Callable[[Salesforce], T]) -> T:
-        """Run one request: refresh the token once on INVALID_SESSION_ID, back off on
-        transient failures (bounded, exponential with jitter), fail at once otherwise."""
+        """Run one request under the transport policy: the session renewed once when the
+        org refuses it, transient failures backed off, the API reserve checked first."""
         if self._sf is None:
             self.connect()
-        sync = self._cfg.sync
-        retrying = Retrying(
-            stop=stop_after_attempt(sync.max_retries + 1),
-            wait=wait_random_exponential(multiplier=sync.backoff_base_s, max=sync.backoff_max_s),
-            retry=retry_if_exception_type(_Transient),
-            reraise=True,
-            sleep=self._sleep or _default_sleep,
+        return call_with_retries(
+            lambda: self._once(fn),
+            refresh=self.connect,
+            sync=self._cfg.sync,
+            service="Salesforce",
+            refused="Salesforce refused a freshly issued token (INVALID_SESSION_ID): "
+            "check the connected app's session policies and the user's API access",
+            sleep=self._sleep,
         )
-        try:
-            return retrying(lambda: self._once_with_refresh(fn))
-        except _Transient as exc:
-            raise RateLimited(
-                f"Salesforce kept failing after {sync.max_retries} retries: {exc.error}",
-                status=exc.error.status,
-                error_code=exc.error.error_code,
-            ) from None
 
-    def _once_with_refresh(self, fn: Callable[[Salesforce], T]) -> T:
-        refreshed = False
-        while True:
-            self._check_reserve()
-            assert self._sf is not None
-            self.api_calls += 1
-            try:
-                result = _translate(fn, self._sf)
-                self._note_sf_usage()
-                return result
-            except SalesforceError as err:
-                self._note_sf_usage()
-                decision = classify(err.status, err.error_code)
-                if decision is Decision.REFRESH and not refreshed:
-                    refreshed = True
-                    self.connect()
-                    continue
-                if decision is Decision.REFRESH:
-                    raise AuthError(
-                        "Salesforce refused a freshly issued token (INVALID_SESSION_ID): "
-                        "check the connected app's session policies and the user's API access"
-                    ) from None
-                if decision is Decision.BACKOFF:
-                    raise _Transient(err) from None
-                raise
+    def _once(self, fn: Callable[[Salesforce], T]) -> T:
+        self._check_reserve()
+        assert self._sf is not None
+        self.api_calls += 1
+        try:
+            return _translate(fn, self._sf)
+        finally:
+            self._note_sf_usage()
 
     # -- API budget -----------------------------------------------------------------------
     def _note_sf_usage(self) -> None:
@@ -279,12 +220,6 @@ class SalesforceClient:
             )
 
 
-def _default_sleep(seconds: float) -> None:
-    import time
-
-    time.sleep(seconds)
-
-
 def _next_page(url: str) -> Callable[[Salesforce], Any]:
     """The request for the page a query's nextRecordsUrl points at."""
     return lambda sf: sf.query_more(url, identifier_is_url=True)
@@ -296,11 +231,11 @@ def _translate(fn: Callable[[Salesforce], T], sf: Salesforce) -> T:
     except sf_exc.SalesforceError as exc:
         raise _error_from_body(exc.status, exc.content, exc.url) from None
     except requests.exceptions.RequestException as exc:
-        raise _network_error(exc, getattr(exc.request, "url", "") or "") from None
+        raise network_error(exc, getattr(exc.request, "url", "") or "") from None
 
 
 def _error_from_body(status: int, body: Any, url: str) -> SalesforceError:
-    code, message = _first_error(body)
+    code, message = first_error(body)
     path = _path_of(url)
     text = f"Salesforce answered HTTP {status} {code or ''} on {path}: {message or 'no message'}"
     text = " ".join(text.split())
@@ -308,34 +243,9 @@ def _error_from_body(status: int, body: Any, url: str) -> SalesforceError:
         return SessionExpired(text, status=status, error_code=code or "INVALID_SESSION_ID")
     if status == 400 and code in ("MALFORMED_QUERY", "INVALID_FIELD", "INVALID_TYPE"):
         return QueryError(text, status=status, error_code=code)
-    if status in (429, 503) or code in _TRANSIENT_CODES or code == "REQUEST_LIMIT_EXCEEDED":
+    if status in (429, 503) or code in TRANSIENT_CODES or code == "REQUEST_LIMIT_EXCEEDED":
         return RateLimited(text, status=status, error_code=code)
     return SalesforceError(text, status=status, error_code=code)
-
-
-def _network_error(exc: BaseException, url: str) -> SalesforceError:
-    kind = type(exc).__name__
-    detail = str(exc).splitlines()[0][:160] if str(exc) else ""
-    if "CERTIFICATE_VERIFY_FAILED" in str(exc):
-        return SalesforceError(
-            f"TLS certificate of {_host_of(url)} not trusted — set salesforce.ca_bundle "
-            "for a private CA",
-            status=None,
-            error_code="TLS",
-        )
-    return SalesforceError(f"network error talking to {_host_of(url)}: {kind} {detail}".strip())
-
-
-def _first_error(body: Any) -> tuple[str | None, str | None]:
-    if isinstance(body, list) and body and isinstance(body[0], dict):
-        return body[0].get("errorCode"), body[0].get("message")
-    if isinstance(body, dict):
-        return body.get("errorCode") or body.get("error"), body.get("message") or body.get(
-            "error_description"
-        )
-    if isinstance(body, str):
-        return None, body[:200]
-    return None, None
 
 
 def _json_or_text(resp: httpx.Response) -> Any:
@@ -347,13 +257,6 @@ def _json_or_text(resp: httpx.Response) -> Any:
 
 def _path_of(url: str) -> str:
     return httpx.URL(url).path if url else "?"
-
-
-def _host_of(url: str) -> str:
-    try:
-        return httpx.URL(url).host or url
-    except Exception:
-        return "Salesforce"
 
 
 def _strip_attributes(record: dict[str, Any]) -> dict[str, Any]:

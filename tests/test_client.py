@@ -15,9 +15,10 @@ import pytest
 from cryptography import x509
 
 from audit.config import load_config
-from audit.errors import AuthError, QueryError, RateLimited, SalesforceError, SessionExpired
+from connector.errors import AuthError, QueryError, RateLimited, SalesforceError, SessionExpired
 from connector.auth import ASSERTION_LIFETIME_S, audience_for, build_assertion, load_private_key
-from connector.client import Decision, SalesforceClient, _error_from_body, classify
+from connector.client import SalesforceClient, _error_from_body
+from connector.transport import Decision, classify
 from connector.mock.org import MockOrg, MockRequest
 from connector.mock.server import RunningMockOrg, serve
 from connector.mock.soql import BoolOp, Compare, parse
@@ -136,7 +137,7 @@ def test_assertion_on_the_wire(served: tuple[MockOrg, RunningMockOrg], small_sna
     org.on_request = capture
     cfg = load_config(make_config(tmp_path, small_snap, server))
     before = time.time()
-    with SalesforceClient(cfg) as client:
+    with SalesforceClient(cfg.connector) as client:
         client.connect()
     assert len(posted) == 1
     form = posted[0]
@@ -175,7 +176,7 @@ def _client(tmp_path: Path, snap: Path, server: RunningMockOrg, extra: str = "",
             ) -> tuple[SalesforceClient, list[float]]:
     cfg = load_config(make_config(tmp_path, snap, server, extra=extra))
     waits: list[float] = []
-    return SalesforceClient(cfg, sleep=waits.append), waits
+    return SalesforceClient(cfg.connector, sleep=waits.append), waits
 
 
 def _api_calls(org: MockOrg) -> int:

@@ -20,16 +20,11 @@ import jwt
 import pytest
 
 from audit.config import Config, load_config
-from audit.errors import AuthError, ConfigError
+from connector.errors import AuthError, SetupError
 from audit.pipeline import run_audit
 from audit.store import Store
-from connector.data360 import (
-    Data360Client,
-    decode_rows,
-    discover,
-    is_nothing,
-    parse_timestamp,
-)
+from connector.data360 import Data360Client, discover
+from connector.data360.values import decode_rows, is_nothing, parse_timestamp
 from connector.mock.data360 import ACCESS_TOKEN_TYPE, EXCHANGE_GRANT_TYPE, EXCHANGE_PATH
 from connector.mock.org import MockOrg, MockRequest
 from connector.mock.server import RunningMockOrg, serve
@@ -198,7 +193,7 @@ def test_token_exchange_claims_form_and_tenant_url(
     org.on_request = lambda req, page: seen.append(req)
     cfg = _cfg(tmp_path, snap, server, extra=D360 + '\n[data360]\ndataspace = "default"\n')
     before = time.time()
-    with Data360Client(cfg) as client:
+    with Data360Client(cfg.connector) as client:
         rows = [r for page in client.query("SELECT 1 AS one") for r in page]
     assert rows == [{"one": Decimal(1)}]
 
@@ -233,7 +228,7 @@ def test_tenant_401_means_one_new_jwt_and_one_exchange_not_a_loop(
     def logins() -> int:
         return len(org.request_log.matching("/services/oauth2/token"))
 
-    with Data360Client(cfg, sleep=lambda s: None) as client:
+    with Data360Client(cfg.connector, sleep=lambda s: None) as client:
 
         def query_all(sql: str) -> list[dict[str, Any]]:
             return [r for page in client.query(sql) for r in page]
@@ -277,7 +272,7 @@ def test_5xx_mid_pagination_is_retried_on_the_same_batch(
     usage = labels["objects"]["usage"]
     org.data360.batch_rows = 40
     org.data360.faults.unavailable_queries = 1  # the POST itself is retried too
-    with Data360Client(_cfg(tmp_path, snap, server), sleep=lambda s: None) as client:
+    with Data360Client(_cfg(tmp_path, snap, server).connector, sleep=lambda s: None) as client:
         pages = client.query(f"SELECT * FROM {usage}")
         first = next(pages)
         org.data360.faults.unavailable_batches = 2
@@ -395,7 +390,7 @@ def test_discovery_mixes_families_and_ignores_unknown_columns() -> None:
     )
     # no complete candidate: one line naming the first one and what it lacks
     with pytest.raises(
-        ConfigError,
+        SetupError,
         match=r"ssot__AiAgentSession__dlm lacks column\(s\) "
         r"ssot__AiAgentChannelType__c",
     ):
@@ -455,7 +450,7 @@ def test_mock_query_api_speaks_the_v2_wire_format(
 ) -> None:
     _, server, snap = served
     usage = _labels(snap)["objects"]["usage"]
-    with Data360Client(_cfg(tmp_path, snap, server)) as client:
+    with Data360Client(_cfg(tmp_path, snap, server).connector) as client:
         payload = client.request(
             "POST",
             "/api/v2/query",

@@ -6,7 +6,7 @@ import io
 from datetime import datetime, timezone
 from typing import Any
 
-from audit.engine.reconcile import reconcile
+from audit.engine.sources.core import reconcile
 from connector.ids import to_18
 from connector.logfiles import BadLogFile, parse_logfile
 

@@ -25,7 +25,7 @@ import jsonschema
 import pytest
 
 from audit.config import load_config
-from audit.errors import RateLimited
+from connector.errors import RateLimited
 from audit.pipeline import run_audit
 from connector.ids import to_18
 from connector.mock.org import MockOrg, MockRequest

@@ -192,13 +192,7 @@ def forecast(
         low = high = burn
 
     if used + _TOLERANCE >= budget.credits:
-        running = 0.0
-        crossed_on = today
-        for d, c in in_period:
-            running += c
-            if running + _TOLERANCE >= budget.credits:
-                crossed_on = d
-                break
+        crossed_on = _crossing_day(in_period, budget.credits) or today
         return Forecast(
             period, used, burn, low, high, crossed_on, crossed_on, crossed_on, True, len(burns)
         )
@@ -223,6 +217,16 @@ def forecast(
         depletes_before_period_end=when is not None and when < end.date(),
         days_used=len(burns),
     )
+
+
+def _crossing_day(days: list[tuple[date, float]], budget_credits: float) -> date | None:
+    """The day the running total of `days` (in order) reached the budget."""
+    running = 0.0
+    for d, c in days:
+        running += c
+        if running + _TOLERANCE >= budget_credits:
+            return d
+    return None
 
 
 # --- spikes --------------------------------------------------------------------------------

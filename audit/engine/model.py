@@ -17,12 +17,7 @@ __all__ = [
     "from_ms",
     "parse_sf_datetime",
     "format_iso_ms",
-    "canonical_iso_ms",
 ]
-
-#: where an action came from: both sources, AgentWorkItem only, EventLogFile only,
-#: or Data 360 (a source of its own, never merged with the other two)
-SOURCES = ("both", "awi", "elf", "data360")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,14 +85,9 @@ def from_ms(ms: int) -> datetime:
 
 
 def parse_sf_datetime(value: str) -> datetime:
-    """Parse Salesforce datetimes: `2026-10-06T14:03:22.000+0000` (records),
-    `2026-10-06T14:03:22.123Z` (log files), and plain ISO forms. Returns aware UTC."""
-    text = value.strip()
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    elif len(text) > 5 and text[-5] in "+-" and text[-4:].isdigit() and text[-3] != ":":
-        text = f"{text[:-2]}:{text[-2:]}"
-    dt = datetime.fromisoformat(text)
+    """An ISO 8601 datetime (`Z`, `+0000` and `+00:00` offsets; naive means UTC) as aware
+    UTC. ValueError when it is not a datetime."""
+    dt = datetime.fromisoformat(value.strip())
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.astimezone(timezone.utc)
@@ -107,12 +97,3 @@ def format_iso_ms(dt: datetime) -> str:
     """`2026-10-06T14:03:22.123Z` — the store's and the JSON output's datetime form."""
     # isoformat is implemented in C; strftime was a measurable share of a large sync
     return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"
-
-
-def canonical_iso_ms(value: str) -> str:
-    """A datetime string in the store's form; log files already use it (fast path)."""
-    if len(value) == 24 and value[-1] == "Z" and value[10] == "T" and value[19] == ".":
-        return value  # 2026-10-06T14:03:22.123Z (log files)
-    if len(value) == 28 and value.endswith("+0000") and value[10] == "T" and value[19] == ".":
-        return value[:23] + "Z"  # 2026-10-06T14:03:22.000+0000 (records)
-    return format_iso_ms(parse_sf_datetime(value))

@@ -1,0 +1,178 @@
+"""Findings as data (SPEC §4): the kinds and their severities, the `Finding` record, its
+stable id, input fingerprints, and the §7 totals of a window's findings and actions."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from audit.config import SEVERITIES, PricingConfig
+from audit.engine.awu import ActionCost, credits_for, usd_for
+from audit.engine.model import Action
+
+__all__ = [
+    "KINDS",
+    "KIND_ORDER",
+    "SEVERITY",
+    "AuditResult",
+    "Finding",
+    "agent_label",
+    "compute_totals",
+    "finding_id",
+    "finding_totals",
+    "fingerprint",
+    "is_query_or_retrieval",
+    "retrieval_by_name",
+    "severity_at_least",
+]
+
+KINDS: tuple[str, ...] = (
+    "CEILING_BREACH",
+    "NEAR_CEILING",
+    "RETRY",
+    "RETRY_LOOP",
+    "REDUNDANT_RETRIEVAL",
+    "AWU_MISMATCH",
+    "SOURCE_GAP",
+    "LONG_CONVERSATION",
+)
+
+#: severity of each kind
+SEVERITY: dict[str, str] = {
+    "CEILING_BREACH": "high",
+    "NEAR_CEILING": "warning",
+    "RETRY": "warning",
+    "RETRY_LOOP": "high",
+    "REDUNDANT_RETRIEVAL": "warning",
+    "AWU_MISMATCH": "high",
+    "SOURCE_GAP": "info",
+    "LONG_CONVERSATION": "info",
+}
+
+KIND_ORDER = {kind: i for i, kind in enumerate(KINDS)}
+_SEVERITY_ORDER = {sev: i for i, sev in enumerate(SEVERITIES)}  # info < warning < high
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    id: str
+    kind: str
+    key: str
+    severity: str
+    session_id: str | None
+    agent: str | None
+    action_name: str | None
+    action_ids: tuple[str, ...]
+    started_at: datetime  # earliest action of the finding
+    wasted_awu: float
+    wasted_usd: float
+    explanation: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AuditResult:
+    findings: list[Finding]  # sorted by kind (KINDS order), then key
+    costs: dict[str, ActionCost]  # action id → recomputed cost
+    bad_records: list[str]  # ids of actions whose input is null or not JSON (sorted)
+    fingerprints: dict[str, str] = field(default_factory=dict)  # action id → input fingerprint
+
+
+# --- small public helpers ------------------------------------------------------------------
+
+
+def finding_id(kind: str, *key_parts: str) -> str:
+    """sha256 of `kind|part1|part2…`: a re-run over the same data upserts, never duplicates."""
+    return hashlib.sha256(f"{kind}|{'|'.join(key_parts)}".encode()).hexdigest()
+
+
+def fingerprint(action_input: str | None) -> str | None:
+    """sha256 of the canonical JSON of an action's input (keys sorted at every depth).
+
+    None when the input is null or not valid JSON: such an action joins no chain or group.
+    """
+    if action_input is None:
+        return None
+    try:
+        value = json.loads(action_input)
+    except (ValueError, RecursionError):
+        return None
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        data = canonical.encode()
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800") is valid JSON, not valid UTF-8
+        data = canonical.encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()
+
+
+def severity_at_least(severity: str, threshold: str) -> bool:
+    """True when `severity` reaches `threshold` (info < warning < high; "off" never)."""
+    if threshold not in _SEVERITY_ORDER or severity not in _SEVERITY_ORDER:
+        return False
+    return _SEVERITY_ORDER[severity] >= _SEVERITY_ORDER[threshold]
+
+
+def is_query_or_retrieval(action: Action) -> bool:
+    """Default retrieval test: the AgentWorkItem action type is Query or Retrieval."""
+    return action.action_type in ("Query", "Retrieval")
+
+
+def retrieval_by_name(patterns: Iterable[str]) -> Callable[[Action], bool]:
+    """Retrieval test by action-name globs (`[rules] retrieval_actions`, for Data 360,
+    which has no action type). Case-sensitive, like `fnmatch.fnmatchcase`."""
+    pats = tuple(patterns)
+
+    def is_retrieval(action: Action) -> bool:
+        return any(fnmatch.fnmatchcase(action.action_name, p) for p in pats)
+
+    return is_retrieval
+
+
+def agent_label(action: Action) -> str | None:
+    """The agent as people know it: its name, else its id."""
+    return action.agent_name or action.agent_id
+
+
+def finding_totals(findings: Iterable[Finding]) -> dict[str, dict[str, Any]]:
+    """§7 `findings`: every kind, zeros included; count and summed wasted AWU per kind."""
+    counts = dict.fromkeys(KINDS, 0)
+    wasted = dict.fromkeys(KINDS, 0.0)
+    for f in findings:
+        counts[f.kind] += 1
+        wasted[f.kind] += f.wasted_awu
+    return {k: {"count": counts[k], "wasted_awu": round(wasted[k], 6) + 0.0} for k in KINDS}
+
+
+def compute_totals(
+    actions: Iterable[Action],
+    costs: Mapping[str, ActionCost],
+    *,
+    sandbox: bool,
+    pricing: PricingConfig,
+) -> dict[str, Any]:
+    """§7 `totals`. Credits and dollars come from the recomputed AWU, never the reported."""
+    n = billable = tokens = 0
+    awu = reported = 0.0
+    for action in actions:
+        cost = costs[action.id]
+        n += 1
+        billable += cost.billable
+        tokens += action.tokens
+        awu += cost.awu
+        if action.reported_awu is not None:
+            reported += action.reported_awu
+    credits = credits_for(awu, pricing)
+    return {
+        "actions": n,
+        "billable_actions": billable,
+        "tokens": tokens,
+        "awu": round(awu, 6),
+        "reported_awu": round(reported, 6),
+        "credits": round(credits, 6),
+        "cost_usd": round(usd_for(credits, pricing, sandbox=sandbox), 6),
+    }

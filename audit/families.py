@@ -1,0 +1,138 @@
+"""The source families an audit can run, each a connector source (how the org is read)
+paired with the engine module that turns its stored rows into actions. The pipeline loops
+over the configured families and never asks which one it holds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import ExitStack
+from datetime import datetime
+from typing import Any, Protocol
+
+from audit.config import Config
+from audit.engine.model import Action
+from audit.engine.rules import retrieval_by_name
+from audit.engine.sources import data360 as d360_engine
+from audit.engine.sources.core import reconcile
+from audit.engine.window import WindowAudit, audit_window
+from audit.store import Store
+from connector.client import SalesforceClient
+from connector.core import CoreSource
+from connector.data360 import Data360Client, Data360Source
+from connector.source import Source
+
+__all__ = ["CoreFamily", "Data360Family", "Family", "open_families"]
+
+Progress = Callable[[str, int, "int | None"], None]
+Window = tuple[datetime, datetime]
+
+
+class Family(Protocol):
+    source: Source
+    #: whether Salesforce's own consumption view is read beside this family's audit
+    reads_vendor_view: bool
+
+    def audit(self, store: Store, window: Window, *, sandbox: bool) -> WindowAudit: ...
+
+    def bad_files(self, store: Store, window: Window) -> int: ...
+
+    def extra_output(self, audit: WindowAudit) -> dict[str, Any]: ...
+
+
+class CoreFamily:
+    """AgentWorkItem and/or EventLogFile, reconciled into one action each (SPEC §3.3)."""
+
+    reads_vendor_view = False
+
+    def __init__(self, source: CoreSource, cfg: Config):
+        self.source: Source = source
+        self.cfg = cfg
+        self.kinds = set(cfg.source.kinds)
+
+    def audit(self, store: Store, window: Window, *, sandbox: bool) -> WindowAudit:
+        awi_rows, elf_rows = store.core_rows(window)
+        actions = reconcile(
+            awi_rows.values(),
+            elf_rows,
+            window=window,
+            use_awi="agentworkitem" in self.kinds,
+            use_elf="eventlogfile" in self.kinds,
+        )
+        self.source.sync_related(store, [a.case_id for a in actions if a.case_id])
+        return audit_window(
+            actions,
+            window,
+            rules=self.cfg.rules,
+            pricing=self.cfg.pricing,
+            sandbox=sandbox,
+            multi_source={"agentworkitem", "eventlogfile"} <= self.kinds,
+        )
+
+    def bad_files(self, store: Store, window: Window) -> int:
+        return store.bad_log_files(window)
+
+    def extra_output(self, audit: WindowAudit) -> dict[str, Any]:
+        return {}
+
+
+class Data360Family:
+    """Data 360 usage events × steps × sessions (SPEC §11): one source, so no SOURCE_GAP;
+    retrieval decided by `[rules] retrieval_actions` (Data 360 has no action type)."""
+
+    reads_vendor_view = True
+
+    def __init__(self, source: Data360Source, cfg: Config):
+        self.source: Source = source
+        self._d360 = source
+        self.cfg = cfg
+
+    def actions(self, store: Store, window: Window) -> list[Action]:
+        return d360_engine.actions_from_rows(
+            store.d360_rows(window), voice_multiplier=self.cfg.pricing.voice_multiplier
+        )
+
+    def audit(self, store: Store, window: Window, *, sandbox: bool) -> WindowAudit:
+        return audit_window(
+            self.actions(store, window),
+            window,
+            rules=self.cfg.rules,
+            pricing=self.cfg.pricing,
+            sandbox=sandbox,
+            multi_source=False,
+            is_retrieval=retrieval_by_name(self.cfg.rules.retrieval_actions),
+        )
+
+    def bad_files(self, store: Store, window: Window) -> int:
+        return 0
+
+    def extra_output(self, audit: WindowAudit) -> dict[str, Any]:
+        """The objects read and the unmetered calls (billable-but-unmetered reported)."""
+        return {
+            "data360": {
+                "objects": self._d360.schema.as_json(),
+                **d360_engine.unmetered_counts(audit.actions),
+            }
+        }
+
+
+def open_families(
+    cfg: Config,
+    client: SalesforceClient,
+    closing: ExitStack,
+    *,
+    run_id: str,
+    now: datetime,
+    progress: Progress,
+) -> list[Family]:
+    """The configured families, AgentWorkItem/ELF first: the first is the one stored,
+    budgeted and alerted on; any other is audited beside it (SPEC §11)."""
+    families: list[Family] = []
+    conn = cfg.connector
+    if set(cfg.source.kinds) & {"agentworkitem", "eventlogfile"}:
+        core = CoreSource(client, conn, run_id=run_id, sync_start=now, progress=progress)
+        families.append(CoreFamily(core, cfg))
+    if "data360" in cfg.source.kinds:
+        d360_client = closing.enter_context(Data360Client(conn))
+        d360 = Data360Source(d360_client, conn, run_id=run_id, sync_start=now, progress=progress)
+        families.append(Data360Family(d360, cfg))
+    return families
