@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .org import Headers, MockRequest, MockResponse, _read_jsonl
+from .http import Headers, MockRequest, MockResponse
+from .snapshot import read_jsonl
 
 __all__ = [
     "Data360Faults",
@@ -215,7 +216,7 @@ class Data360Tenant:
             raise ValueError(f"org snapshot {root}: org.json data360 must be an object")
         tables: dict[str, list[dict[str, Any]]] = {}
         for path in sorted(folder.glob("*.jsonl")):
-            tables[path.stem] = _read_jsonl(path)
+            tables[path.stem] = read_jsonl(path)
         spaces = info.get("dataspaces") or ["default"]
         cards = None
         if (folder / "computeConsumption.json").is_file():
