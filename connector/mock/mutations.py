@@ -1,6 +1,5 @@
-"""The faults that change the org's data, carried out on its store: a re-published Daily
-log file, Hourly log files that arrive late, and rows inserted at a query page's edge.
-(``faults.py`` holds the switches; the org decides when each one fires.)"""
+"""The data-changing faults, carried out on the org's store: a re-published Daily log file,
+late Hourly log files, rows inserted at a query page's edge (switches: ``faults.py``)."""
 
 from __future__ import annotations
 
