@@ -29,7 +29,7 @@ from simple_salesforce.api import Salesforce, SFType
 
 from connector.mock import Faults, MockOrg, MockRequest, TruncatedBody, serve
 from connector.mock import server as server_module
-from connector.mock.org import Headers
+from connector.mock.http import Headers
 from connector.mock.server import main
 from connector.mock.soql import to18
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from connector.mock.org import COMMON_FIELDS, KNOWN_FIELDS
+from connector.mock.sobjects import COMMON_FIELDS, KNOWN_FIELDS
 from connector.mock.soql import (
     FieldDef,
     SoqlError,

@@ -6,8 +6,10 @@ tokens, 503s, rate limits and cut-off downloads.
 """
 
 from .faults import Faults, TruncatedBody
-from .org import Headers, LoggedRequest, MockOrg, MockRequest, MockResponse, OrgInfo, RequestLog
+from .http import Headers, LoggedRequest, MockRequest, MockResponse, RequestLog
+from .org import MockOrg
 from .server import RunningMockOrg, main, serve
+from .snapshot import OrgInfo
 from .soql import SoqlError
 
 __all__ = [

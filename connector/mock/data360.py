@@ -32,12 +32,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .org import Headers, MockRequest, MockResponse, _read_jsonl
+from .data360_db import TYPES, Data360Db, logical, render
+from .http import Headers, MockRequest, MockResponse
+from .snapshot import read_jsonl
 
 __all__ = [
     "Data360Faults",
@@ -54,56 +55,7 @@ TOKEN_LIFETIME_S = 7200
 DEFAULT_BATCH_ROWS = 1000
 _JSON = "application/json;charset=UTF-8"
 
-#: Query API v2 type → (typeCode, metadata API type)
-_TYPES = {
-    "VARCHAR": (12, "STRING"),
-    "DECIMAL": (3, "NUMBER"),
-    "TIMESTAMP": (93, "DATE_TIME"),
-    "BOOLEAN": (16, "BOOLEAN"),
-}
-#: logical field names (family prefix and __c stripped) whose type is not VARCHAR
-_KNOWN_TYPES = {
-    **dict.fromkeys(
-        ("Timestamp", "StartTimestamp", "EndTimestamp", "MessageSentTimestamp", "CreatedDate"),
-        "TIMESTAMP",
-    ),
-    **dict.fromkeys(
-        (
-            "PromptInputTokenCount",
-            "PromptCompletionTokenCount",
-            "PromptTotalTokenCount",
-            "UsageQuantity",
-        ),
-        "DECIMAL",
-    ),
-    **dict.fromkeys(("IsBillableIndicator", "IsMeteredIndicator"), "BOOLEAN"),
-}
-_PREFIX = re.compile(r"^(?:ssot__|std__)", re.IGNORECASE)
-_TIMESTAMP_LITERAL = re.compile(r"\bTIMESTAMP\s*'([^']*)'", re.IGNORECASE)
-_STORED_TS = "%Y-%m-%d %H:%M:%S.%f"  # sortable text, microseconds
 _ACTION_PATH = re.compile(r"/services/data/v(\d+\.\d)/actions/standard/computeConsumption/?")
-
-
-def _logical(column: str) -> str:
-    name = _PREFIX.sub("", column)
-    return name[:-3] if name.lower().endswith("__c") else name
-
-
-def _parse_ts(text: str) -> datetime:
-    value = text.strip()
-    if value.upper().endswith(" UTC"):
-        value = value[:-4]
-    value = value.replace(" ", "T", 1)
-    if value.endswith("Z"):
-        value = value[:-1] + "+00:00"
-    dt = datetime.fromisoformat(value)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
-
-
-def _stored_ts(text: str) -> str:
-    return _parse_ts(text).strftime(_STORED_TS)
 
 
 def _json_response(status: int, payload: Any) -> MockResponse:
@@ -116,12 +68,6 @@ def _json_response(status: int, payload: Any) -> MockResponse:
 
 def _error(status: int, code: str, message: str) -> MockResponse:
     return _json_response(status, [{"errorCode": code, "message": message}])
-
-
-@dataclass
-class _Table:
-    name: str
-    columns: list[tuple[str, str]]  # (API name, Query API type)
 
 
 @dataclass
@@ -190,16 +136,14 @@ class Data360Tenant:
         self.queries: list[str] = []
         self._core_token_ok = core_token_ok
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(":memory:", check_same_thread=False)
-        self._tables: dict[str, _Table] = {}
-        self._types: dict[str, str] = {}  # lower-cased column name → type, all tables
+        self._db = Data360Db(self._lock)
         self._tokens: dict[str, int] = {}  # tenant token → calls answered
         self._exchanged: set[str] = set()
         self._tenant_hosts: set[str] = set()
         self._batches: dict[str, _Batch] = {}
         self._ids = itertools.count(1)
         for name, rows in tables.items():
-            self._load(name, rows)
+            self._db.load(name, rows)
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -215,7 +159,7 @@ class Data360Tenant:
             raise ValueError(f"org snapshot {root}: org.json data360 must be an object")
         tables: dict[str, list[dict[str, Any]]] = {}
         for path in sorted(folder.glob("*.jsonl")):
-            tables[path.stem] = _read_jsonl(path)
+            tables[path.stem] = read_jsonl(path)
         spaces = info.get("dataspaces") or ["default"]
         cards = None
         if (folder / "computeConsumption.json").is_file():
@@ -230,96 +174,20 @@ class Data360Tenant:
             consumption_cards=cards,
         )
 
-    def _load(self, name: str, rows: list[dict[str, Any]]) -> None:
-        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
-            raise ValueError(f"org snapshot: data360/{name}.jsonl is not an object API name")
-        columns: dict[str, str] = {}
-        for row in rows:
-            for key, value in row.items():
-                if key not in columns or (columns[key] == "VARCHAR" and value is not None):
-                    columns[key] = self._type_of(key, value, columns.get(key))
-        cols = list(columns.items())
-        table = _Table(name, cols)
-        ddl = ", ".join(f'"{c}"' for c, _ in cols) or '"Id__c"'
-        with self._lock:
-            self._db.execute(f'DROP TABLE IF EXISTS "{name}"')
-            self._db.execute(f'CREATE TABLE "{name}" ({ddl})')
-            if cols:
-                marks = ", ".join("?" for _ in cols)
-                self._db.executemany(
-                    f'INSERT INTO "{name}" VALUES ({marks})',
-                    [tuple(self._to_sql(row.get(c), t) for c, t in cols) for row in rows],
-                )
-            self._tables[name.lower()] = table
-            for c, t in cols:
-                self._types[c.lower()] = t
-
-    @staticmethod
-    def _type_of(column: str, value: Any, previous: str | None) -> str:
-        known = _KNOWN_TYPES.get(_logical(column))
-        if known:
-            return known
-        if isinstance(value, bool):
-            return "BOOLEAN"
-        if isinstance(value, (int, float)):
-            return "DECIMAL"
-        return previous or "VARCHAR"
-
-    @staticmethod
-    def _to_sql(value: Any, typ: str) -> Any:
-        if value is None:
-            return None
-        if typ == "TIMESTAMP":
-            return _stored_ts(str(value))
-        if typ == "BOOLEAN":
-            return 1 if value else 0
-        if typ == "DECIMAL":
-            return float(value)
-        return value if isinstance(value, str) else json.dumps(value)
-
     # ---------------------------------------------------------------- mutation (tests)
     def add_rows(self, name: str, rows: list[dict[str, Any]]) -> None:
         """Append rows to an object (a new object if unknown), e.g. late-arriving events."""
-        with self._lock:
-            table = self._tables.get(name.lower())
-            if table is None:
-                self._load(name, rows)
-                return
-            existing = self.rows(table.name)
-            self._load(table.name, existing + rows)
+        self._db.add_rows(name, rows)
 
     def rows(self, name: str) -> list[dict[str, Any]]:
         """The object's rows in snapshot form (timestamps ISO, booleans JSON)."""
-        with self._lock:
-            table = self._tables[name.lower()]
-            cur = self._db.execute(f'SELECT * FROM "{table.name}"')
-            out = []
-            for values in cur.fetchall():
-                row: dict[str, Any] = {}
-                for (col, typ), v in zip(table.columns, values, strict=False):
-                    if v is not None and typ == "TIMESTAMP":
-                        v = (
-                            datetime.strptime(v, _STORED_TS).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
-                            + "Z"
-                        )
-                    elif v is not None and typ == "BOOLEAN":
-                        v = bool(v)
-                    row[col] = v
-                out.append(row)
-            return out
+        return self._db.rows(name)
 
     def drop_object(self, name: str) -> None:
-        with self._lock:
-            table = self._tables.pop(name.lower())
-            self._db.execute(f'DROP TABLE "{table.name}"')
+        self._db.drop_object(name)
 
     def drop_column(self, name: str, column: str) -> None:
-        with self._lock:
-            table = self._tables[name.lower()]
-            rows = self.rows(table.name)
-            for row in rows:
-                row.pop(column, None)
-            self._load(table.name, rows)
+        self._db.drop_column(name, column)
 
     def revoke_tokens(self) -> None:
         with self._lock:
@@ -477,9 +345,7 @@ class Data360Tenant:
         wanted = req.query.get("entityName")
         entity_type = req.query.get("entityType")
         out = []
-        with self._lock:
-            tables = list(self._tables.values())
-        for table in sorted(tables, key=lambda t: t.name):
+        for table in self._db.objects():
             if wanted and table.name.lower() != wanted.lower():
                 continue
             kind = "DataLakeObject" if table.name.endswith("__dll") else "DataModelObject"
@@ -488,16 +354,16 @@ class Data360Tenant:
             out.append(
                 {
                     "name": table.name,
-                    "displayName": _logical(table.name.replace("__dlm", "").replace("__dll", "")),
+                    "displayName": logical(table.name.replace("__dlm", "").replace("__dll", "")),
                     "category": "Engagement",
                     "entityType": kind,
                     "primaryKeys": [
                         {"name": c, "displayName": "Id"}
                         for c, _ in table.columns
-                        if _logical(c) == "Id"
+                        if logical(c) == "Id"
                     ],
                     "fields": [
-                        {"name": c, "displayName": _logical(c), "type": _TYPES[t][1]}
+                        {"name": c, "displayName": logical(c), "type": TYPES[t][1]}
                         for c, t in table.columns
                     ],
                 }
@@ -520,29 +386,16 @@ class Data360Tenant:
         if not re.match(r"\s*(SELECT|WITH)\b", sql, re.IGNORECASE):
             return _error(400, "INVALID_ARGUMENT", "only SELECT statements are supported")
         try:
-            translated = _TIMESTAMP_LITERAL.sub(lambda m: "'" + _stored_ts(m.group(1)) + "'", sql)
+            translated = self._db.translate(sql)
         except ValueError as exc:
             return _error(400, "INVALID_ARGUMENT", f"bad TIMESTAMP literal: {exc}")
         try:
-            with self._lock:
-                cur = self._db.execute(translated)
-                rows = cur.fetchall()
-                names = [d[0] for d in cur.description or ()]
+            names, rows = self._db.execute(translated)
         except sqlite3.Error as exc:
             return _error(400, "INVALID_ARGUMENT", f"query failed: {exc}")
-        columns = [(n, self._result_type(n, i, rows)) for i, n in enumerate(names)]
+        columns = [(n, self._db.result_type(n, i, rows)) for i, n in enumerate(names)]
         batch = _Batch(str(uuid.uuid4()), columns, rows, 0)
         return self._page(batch)
-
-    def _result_type(self, name: str, index: int, rows: list[tuple[Any, ...]]) -> str:
-        known = self._types.get(name.lower())
-        if known:
-            return known
-        for row in rows:
-            value = row[index]
-            if value is not None:
-                return "DECIMAL" if isinstance(value, (int, float)) else "VARCHAR"
-        return "VARCHAR"
 
     def _next_batch(self, batch_id: str) -> MockResponse:
         if self.faults.take("unavailable_batches"):
@@ -557,12 +410,12 @@ class Data360Tenant:
         start = batch.offset
         stop = min(start + self.batch_rows, len(batch.rows))
         data = [
-            [_render(v, t) for v, (_, t) in zip(row, batch.columns, strict=False)]
+            [render(v, t) for v, (_, t) in zip(row, batch.columns, strict=False)]
             for row in batch.rows[start:stop]
         ]
         # key order is the reverse of placeInOrder: clients must not rely on it
         metadata = {
-            name: {"type": typ, "placeInOrder": i, "typeCode": _TYPES[typ][0]}
+            name: {"type": typ, "placeInOrder": i, "typeCode": TYPES[typ][0]}
             for i, (name, typ) in reversed(list(enumerate(batch.columns)))
         }
         now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -581,19 +434,3 @@ class Data360Tenant:
                 self._batches[next_id] = _Batch(batch.query_id, batch.columns, batch.rows, stop)
             payload["nextBatchId"] = next_id
         return _json_response(200, payload)
-
-
-_SCALE = Decimal(10) ** -18
-
-
-def _render(value: Any, typ: str) -> Any:
-    if value is None:
-        return None
-    if typ == "DECIMAL":
-        return f"{Decimal(repr(float(value))).quantize(_SCALE):f}"
-    if typ == "TIMESTAMP":
-        text = str(value)
-        return f"{text[:23]} UTC" if len(text) >= 23 else f"{text} UTC"
-    if typ == "BOOLEAN":
-        return bool(value)
-    return value if isinstance(value, str) else str(value)

@@ -27,7 +27,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import trustme
 
 from .faults import Faults, TruncatedBody
-from .org import Headers, MockOrg, MockRequest, MockResponse
+from .http import Headers, MockRequest, MockResponse
+from .org import MockOrg
 
 __all__ = ["serve", "main", "RunningMockOrg", "MockOrgServer"]
 

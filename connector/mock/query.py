@@ -1,0 +1,141 @@
+"""REST ``query``/``queryAll`` for the mock org: runs the SOQL, pages the result and keeps
+the query locators that ``nextRecordsUrl`` pages are served from."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .http import MockRequest, MockResponse, json_response, sf_error
+from .soql import QueryResult, SoqlError, Table, execute, parse
+
+__all__ = ["MAX_OPEN_LOCATORS", "Locator", "FirstPage", "NextPage", "QueryPager"]
+
+#: like Salesforce, only so many locators stay open; the oldest unused one goes first
+MAX_OPEN_LOCATORS = 200
+
+
+@dataclass
+class Locator:
+    """A query's frozen result, served page by page."""
+
+    result: QueryResult
+    page_size: int
+    api_version: str
+
+
+@dataclass
+class FirstPage:
+    """The answer to a query, and what the org's faults react to: the queried object
+    (lower-cased, "" if the query failed) and the stored records of the first page."""
+
+    response: MockResponse
+    sobject: str = ""
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class NextPage:
+    """The answer to a ``nextRecordsUrl`` call; ``page_no`` is None if it was refused."""
+
+    response: MockResponse
+    page_no: int | None = None
+
+
+class QueryPager:
+    """Runs queries over the org's tables and serves their pages.
+
+    ``lock`` is the org's lock, held while a query reads the tables (a query result is a
+    snapshot: later changes don't reach its pages) and while locators change.
+    """
+
+    def __init__(self, lock: threading.RLock) -> None:
+        self.lock = lock
+        self._locators: OrderedDict[str, Locator] = OrderedDict()
+        self._locator_ids = itertools.count(1)
+
+    def first(
+        self,
+        req: MockRequest,
+        version: str,
+        tables: Mapping[str, Table],
+        page_size: int,
+        long_text_page_size: int | None,
+    ) -> FirstPage:
+        """``GET …/query?q=…``: the first page (a locator if there are more)."""
+        text = req.query.get("q")
+        if not text:
+            return FirstPage(sf_error(400, "MALFORMED_QUERY", "A query string has to be specified"))
+        try:
+            query = parse(text)
+            with self.lock:
+                result = execute(query, tables, float(version))
+        except SoqlError as exc:
+            return FirstPage(json_response(400, exc.body()))
+        size = _page_size_for(req, result, page_size, long_text_page_size)
+        locator = Locator(result, size, version)
+        response = self._page(locator, self._new_locator_id(locator), 0)
+        first_page = [] if result.count_only else result.records[: locator.page_size]
+        return FirstPage(response, result.table_name.lower(), first_page)
+
+    def next(self, token: str) -> NextPage:
+        """``GET …/query/<locator>-<offset>``: a later page of an open locator."""
+        locator_id, _, offset_text = token.rpartition("-")
+        with self.lock:
+            locator = self._locators.get(locator_id)
+            if locator is not None:
+                self._locators.move_to_end(locator_id)
+        if (
+            locator is None
+            or not offset_text.isdigit()
+            or not 0 < int(offset_text) < locator.result.total_size
+        ):
+            return NextPage(sf_error(400, "INVALID_QUERY_LOCATOR", "invalid query locator"))
+        offset = int(offset_text)
+        return NextPage(
+            self._page(locator, locator_id, offset), page_no=offset // locator.page_size
+        )
+
+    def _new_locator_id(self, locator: Locator) -> str:
+        with self.lock:
+            locator_id = f"01gMOCK{next(self._locator_ids):011d}"
+            self._locators[locator_id] = locator
+            while len(self._locators) > MAX_OPEN_LOCATORS:
+                self._locators.popitem(last=False)
+        return locator_id
+
+    def _page(self, locator: Locator, locator_id: str, offset: int) -> MockResponse:
+        result = locator.result
+        stop = min(offset + locator.page_size, result.total_size)
+        if result.count_only:
+            stop = result.total_size
+        payload: dict[str, Any] = {
+            "totalSize": result.total_size,
+            "done": stop >= result.total_size,
+        }
+        if stop < result.total_size:
+            payload["nextRecordsUrl"] = (
+                f"/services/data/v{locator.api_version}/query/{locator_id}-{stop}"
+            )
+        payload["records"] = result.render(offset, stop, locator.api_version)
+        return json_response(200, payload)
+
+
+def _page_size_for(
+    req: MockRequest, result: QueryResult, page_size: int, long_text_page_size: int | None
+) -> int:
+    """The org's page size, lowered by ``Sforce-Query-Options: batchSize=N`` (200–2000)
+    and, for a query that selects long text, by the org's long-text page size."""
+    size = page_size
+    options = req.headers.get("Sforce-Query-Options", "")
+    for option in options.split(","):
+        key, _, value = option.strip().partition("=")
+        if key.strip().lower() == "batchsize" and value.strip().isdigit():
+            size = min(size, max(200, min(2000, int(value))))
+    if result.long_text and long_text_page_size:
+        size = min(size, long_text_page_size)
+    return size
