@@ -239,16 +239,10 @@ def test_transaction_rolls_back_and_nests(store: Store) -> None:
     assert ids == ["c1", "c3"]
 
 
-def test_replace_window_replaces_only_the_window(store: Store) -> None:
+def test_replace_actions_replaces_only_the_window(store: Store) -> None:
     store.upsert("actions", [_action(i) for i in range(28)], "id")  # one per day 1..28
     replaced = [_action(100, started_at="2026-10-05T00:00:00.000Z")]
-    store.replace_window(
-        "actions",
-        datetime(2026, 10, 3, tzinfo=UTC),
-        "2026-10-06T00:00:00.000Z",
-        replaced,
-        "id",
-    )
+    store.replace_actions((datetime(2026, 10, 3, tzinfo=UTC), "2026-10-06T00:00:00.000Z"), replaced)
     days = [r[0][:10] for r in store.db.conn.execute("SELECT started_at FROM actions ORDER BY started_at")]
     assert "2026-10-03" not in days and "2026-10-04" not in days
     assert days.count("2026-10-05") == 1 and "2026-10-06" in days and "2026-10-02" in days
