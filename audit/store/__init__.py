@@ -47,6 +47,8 @@ __all__ = [
 ]
 
 
+# legacy: pre-sink connector writes — removed when connector uses SyncSink: then
+# LegacyConnectorWrites (audit/store/legacy.py) becomes Sources here
 class Store(RunLock, Actions, Findings, Outbox, Reports, LegacyConnectorWrites):
     """An open awu-audit store. Use one from one thread at a time."""
 
