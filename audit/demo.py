@@ -94,13 +94,11 @@ def _replace_old_demo_store(db_path: Path, console: Console) -> None:
     """The demo store is the demo's own: each demo starts from a fresh one."""
     if not db_path.exists():
         return
-    import sqlite3
-    from contextlib import closing
+    from audit.store import run_triggers
 
     try:
-        with closing(sqlite3.connect(db_path)) as conn:
-            kinds = {r[0] for r in conn.execute("SELECT DISTINCT trigger FROM runs")}
-    except sqlite3.Error:
+        kinds = run_triggers(db_path)
+    except StoreError:
         raise StoreError(
             f"{db_path} exists and is not an awu-audit demo store; move it away"
         ) from None

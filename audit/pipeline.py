@@ -190,13 +190,7 @@ def _audit_window(
     )
 
     with store.transaction():
-        store.replace_window(
-            "actions",
-            format_iso_ms(start),
-            format_iso_ms(end),
-            _action_rows(actions, result, sandbox, cfg),
-            pk="id",
-        )
+        store.replace_actions(window, _action_rows(actions, result, sandbox, cfg))
         changes = store.sync_findings(
             run_id,
             result.findings,
@@ -204,16 +198,13 @@ def _audit_window(
             window_end=format_iso_ms(end),
         )
         days = _days_between(start, end)
-        store.replace_daily_usage(days, _daily_usage(store, days))
+        store.replace_daily_usage(days, store.usage_of_days(days))
 
     budget_json, alerts_sent, forecast_json = _budgets_and_alerts(
         cfg, store, run_id, window, now, result, changes, totals
     )
 
-    bad_files = store.db.execute(
-        "SELECT count(*) FROM elf_files WHERE bad = 1 AND log_date >= ? AND log_date < ?",
-        [format_iso_ms(_day_floor(start)), format_iso_ms(end)],
-    ).fetchone()[0]
+    bad_files = store.bad_log_files(_day_floor(start), end)
     output = {
         "run_id": run_id,
         "org_id": org.org_id,
@@ -237,11 +228,7 @@ def _audit_window(
         severity_at_least(f.severity, cfg.run.fail_on) for f in result.findings
     ):
         exit_code = 1
-    store.upsert(
-        "runs",
-        [{"id": run_id, "window_start": format_iso_ms(start), "window_end": format_iso_ms(end)}],
-        "id",
-    )
+    store.set_run_window(run_id, start, end)
     store.finish_run(
         run_id,
         outcome="ok",
@@ -258,24 +245,15 @@ def _audit_window(
         summary=json.dumps(output, sort_keys=True),
     )
     top = sorted(result.findings, key=lambda f: (-f.wasted_usd, f.kind, f.key))[:5]
-    store.upsert(
-        "runs",
-        [
-            {
-                "id": run_id,
-                "summary": json.dumps(
-                    {
-                        **output,
-                        "analysis": {
-                            **_analysis(cfg, store, actions, result, window, sandbox, what_if),
-                            "forecast": forecast_json,
-                        },
-                    },
-                    sort_keys=True,
-                ),
-            }
-        ],
-        "id",
+    store.set_run_summary(
+        run_id,
+        {
+            **output,
+            "analysis": {
+                **_analysis(cfg, store, actions, result, window, sandbox, what_if),
+                "forecast": forecast_json,
+            },
+        },
     )
     return RunResult(
         output=output,
@@ -298,16 +276,8 @@ def _analysis(
     """What the report shows beyond §7: where the waste is, reconciliation, efficiency,
     outcomes. Kept with the run so `audit report` needs no recomputation."""
     from audit.engine import analysis
-    from audit.engine.model import Case
 
-    case_ids = sorted({a.case_id for a in actions if a.case_id})
-    cases: dict[str, Case] = {}
-    for i in range(0, len(case_ids), 500):
-        chunk = case_ids[i : i + 500]
-        marks = ",".join("?" * len(chunk))
-        for r in store.db.query(f"SELECT * FROM cases WHERE id IN ({marks})", chunk):
-            closed = parse_sf_datetime(r["closed_at"]) if r["closed_at"] else None
-            cases[r["id"]] = Case(r["id"], r["status"], bool(r["is_closed"]), closed)
+    cases = store.cases(a.case_id for a in actions if a.case_id)
     start, end = window
     costs = result.costs
     return {
@@ -414,7 +384,7 @@ def _add_side_by_side(
     _data360_output(block, d360, actions)
     primary = {k: v for k, v in result.output.items() if k != "sources"}
     result.output["sources"] = {"agentworkitem+eventlogfile": primary, "data360": block}
-    _add_to_summary(store, run_id, sources=result.output["sources"])
+    store.merge_run_summary(run_id, sources=result.output["sources"])
 
 
 def _add_vendor_view(
@@ -432,54 +402,12 @@ def _add_vendor_view(
     vendor["recomputed_credits"] = ours
     vendor["difference"] = None if consumed is None else round(consumed - ours, 6)
     result.output["vendor"] = vendor
-    _add_to_summary(store, run_id, vendor=vendor)
-
-
-def _add_to_summary(store: Store, run_id: str, **extra: Any) -> None:
-    row = store.db.execute("SELECT summary FROM runs WHERE id = ?", [run_id]).fetchone()
-    summary = json.loads(row[0]) if row and row[0] else {}
-    summary.update(extra)
-    store.upsert("runs", [{"id": run_id, "summary": json.dumps(summary, sort_keys=True)}], "id")
+    store.merge_run_summary(run_id, vendor=vendor)
 
 
 # -- loading and writing --------------------------------------------------------------------
 def _load_actions(store: Store, window: tuple[datetime, datetime], kinds: set[str]) -> list[Action]:
-    start, end = window
-    # ELF rows may be stamped a little apart from their record: read a day of margin, and
-    # every record an in-window log row points at, then keep the actions in [start, end).
-    lo = format_iso_ms(start - timedelta(days=1))
-    hi = format_iso_ms(end + timedelta(days=1))
-    db = store.db
-    elf_rows = [
-        dict(r)
-        for r in db.query(
-            "SELECT * FROM elf_events WHERE started_at >= ? AND started_at < ?", [lo, hi]
-        )
-    ]
-    awi_rows = {
-        r["id"]: dict(r)
-        for r in db.query(
-            "SELECT * FROM awi_records WHERE started_at >= ? AND started_at < ?", [lo, hi]
-        )
-    }
-    referenced = sorted(
-        {r["work_item_id"] for r in elf_rows if r["work_item_id"]} - awi_rows.keys()
-    )
-    for i in range(0, len(referenced), 500):
-        chunk = referenced[i : i + 500]
-        marks = ",".join("?" * len(chunk))
-        for r in db.query(f"SELECT * FROM awi_records WHERE id IN ({marks})", chunk):
-            awi_rows[r["id"]] = dict(r)
-    if awi_rows:
-        ids = list(awi_rows)
-        seen = {r["request_id"] for r in elf_rows}
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            for r in db.query(f"SELECT * FROM elf_events WHERE work_item_id IN ({marks})", chunk):
-                if r["request_id"] not in seen:
-                    seen.add(r["request_id"])
-                    elf_rows.append(dict(r))
+    awi_rows, elf_rows = store.core_rows(window)
     return reconcile(
         awi_rows.values(),
         elf_rows,
@@ -531,20 +459,6 @@ def _action_rows(
     return rows
 
 
-def _daily_usage(store: Store, days: list[str]) -> list[dict[str, Any]]:
-    if not days:
-        return []
-    marks = ",".join("?" * len(days))
-    sql = f"""
-        SELECT day, coalesce(agent_name, agent_id, 'unknown') AS agent, channel,
-               count(*) AS actions, sum(billable) AS billable_actions, sum(tokens) AS tokens,
-               sum(awu) AS awu, sum(coalesce(reported_awu, 0)) AS reported_awu,
-               sum(credits) AS credits, sum(cost_usd) AS cost_usd
-        FROM actions WHERE day IN ({marks}) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-    """
-    return [dict(r) for r in store.db.query(sql, days)]
-
-
 # -- budgets, forecasts, spikes, alerts -----------------------------------------------------
 def _budgets_and_alerts(
     cfg: Config,
@@ -573,7 +487,7 @@ def _budgets_and_alerts(
     status = None
     for period in periods:
         p_start, p_end = budget_mod.period_bounds(period)
-        used = _credits_between(store, p_start, p_end)
+        used = store.credits_between(p_start, p_end)
         sent = alerts_mod.already_sent_thresholds(store, period)
         status = budget_mod.evaluate_budget(period, used, cfg.budget, sent)
         for threshold in status.new_thresholds:
@@ -589,7 +503,7 @@ def _budgets_and_alerts(
 
     current = budget_mod.period_of(now)
     p_start, p_end = budget_mod.period_bounds(current)
-    daily = _credits_by_day(store, p_start, p_end)
+    daily = store.action_credits_by_day(p_start, p_end)
     fc = budget_mod.forecast(current, daily, cfg.budget, now)
     if fc is not None and fc.depletes_before_period_end:
         assert fc.depletion_date is not None
@@ -604,21 +518,10 @@ def _budgets_and_alerts(
             )
         )
 
-    spike_rows = [
-        (date.fromisoformat(r["day"]), r["agent"], r["action_name"], float(r["awu"] or 0))
-        for r in store.db.query(
-            "SELECT day, coalesce(agent_name, agent_id) AS agent, action_name, sum(awu) AS awu "
-            "FROM actions WHERE day >= ? AND day < ? GROUP BY 1, 2, 3",
-            [
-                (_day_floor(start) - timedelta(days=cfg.budget.spike_trailing_days))
-                .date()
-                .isoformat(),
-                end.date().isoformat()
-                if end.time() == datetime.min.time()
-                else (end.date() + timedelta(days=1)).isoformat(),
-            ],
-        )
-    ]
+    spike_rows = store.awu_by_day_agent_action(
+        (_day_floor(start) - timedelta(days=cfg.budget.spike_trailing_days)).date(),
+        end.date() if end.time() == datetime.min.time() else end.date() + timedelta(days=1),
+    )
     for spike in budget_mod.detect_spikes(
         spike_rows, factor=cfg.budget.spike_factor, trailing_days=cfg.budget.spike_trailing_days
     ):
@@ -673,23 +576,6 @@ def _budgets_and_alerts(
         "depletion_date": depletion,
     }
     return budget_json, sent_now, fc.as_json() if fc is not None else None
-
-
-def _credits_between(store: Store, start: datetime, end: datetime) -> float:
-    row = store.db.execute(
-        "SELECT coalesce(sum(credits), 0) FROM actions WHERE started_at >= ? AND started_at < ?",
-        [format_iso_ms(start), format_iso_ms(end)],
-    ).fetchone()
-    return float(row[0])
-
-
-def _credits_by_day(store: Store, start: datetime, end: datetime) -> dict[date, float]:
-    rows = store.db.execute(
-        "SELECT day, sum(credits) FROM actions "
-        "WHERE started_at >= ? AND started_at < ? GROUP BY day",
-        [format_iso_ms(start), format_iso_ms(end)],
-    ).fetchall()
-    return {date.fromisoformat(d): float(c) for d, c in rows}
 
 
 def _days_between(start: datetime, end: datetime) -> list[str]:

@@ -17,18 +17,11 @@ __all__ = ["build_report", "render_report"]
 
 def build_report(store: Store, *, top: int = 20) -> dict[str, Any]:
     """Everything a report shows, read from the store (no network)."""
-    db = store.db
-    last = next(
-        iter(db.query("SELECT * FROM runs WHERE outcome = 'ok' ORDER BY started_at DESC LIMIT 1")),
-        None,
-    )
+    last = store.latest_completed_run()
     if last is None:
         raise StoreError(f"{store.path} holds no completed run yet; run `audit run` first")
     by_kind = {k: {"count": 0, "wasted_awu": 0.0, "wasted_usd": 0.0} for k in KINDS}
-    for r in db.query(
-        "SELECT kind, count(*) AS n, sum(wasted_awu) AS awu, sum(wasted_usd) AS usd "
-        "FROM findings WHERE status = 'open' GROUP BY kind"
-    ):
+    for r in store.open_findings_by_kind():
         by_kind[r["kind"]] = {
             "count": r["n"],
             "wasted_awu": round(r["awu"] or 0, 6),
@@ -48,20 +41,9 @@ def build_report(store: Store, *, top: int = 20) -> dict[str, Any]:
                 "started_at",
             )
         }
-        for r in db.query(
-            "SELECT * FROM findings WHERE status = 'open' AND kind != 'AWU_MISMATCH' "
-            "ORDER BY wasted_usd DESC, kind, key LIMIT ?",
-            [top],
-        )
+        for r in store.top_open_findings(top)
     ]
-    daily = [
-        dict(r)
-        for r in db.query(
-            "SELECT day, sum(actions) AS actions, sum(awu) AS awu, "
-            "sum(reported_awu) AS reported_awu, sum(credits) AS credits, "
-            "sum(cost_usd) AS cost_usd FROM daily_usage GROUP BY day ORDER BY day"
-        )
-    ]
+    daily = store.usage_by_day()
     summary = json.loads(last["summary"]) if last.get("summary") else {}
     analysis = summary.pop("analysis", {})
     return {

@@ -7,9 +7,11 @@ import email.policy
 import json
 import logging
 import socket
+import sqlite3
 import ssl
 import threading
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.message import EmailMessage
@@ -23,21 +25,18 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from audit.alerts import (
-    Alert,
     Channel,
     EmailChannel,
     SlackChannel,
-    alert_id,
     already_sent_thresholds,
-    budget_threshold_alert,
     channels_from_config,
     deliver_pending,
-    digest_alert,
     enqueue,
     send_test,
     slack_payload,
 )
 from audit.config import AlertsConfig, Config, EmailConfig, SlackConfig
+from audit.engine.alerts import Alert, alert_id, budget_threshold_alert, digest_alert
 from audit.errors import DeliveryError
 from audit.store import Store
 
@@ -232,10 +231,11 @@ class Crash:
 
 
 def _deliveries(store: Store) -> list[tuple[Any, ...]]:
-    return store.db.conn.execute(
-        "SELECT channel, state, attempts, last_error, delivered_run FROM alert_deliveries "
-        "ORDER BY channel"
-    ).fetchall()
+    with closing(sqlite3.connect(store.path)) as conn:
+        return conn.execute(
+            "SELECT channel, state, attempts, last_error, delivered_run FROM alert_deliveries "
+            "ORDER BY channel"
+        ).fetchall()
 
 
 # --- ids and builders ------------------------------------------------------------------------

@@ -14,9 +14,9 @@ import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import sqlite_utils
@@ -26,7 +26,20 @@ from audit.store import (
     SCHEMA_VERSION,
     SYNC_STATE_VERSION,
     Store,
+    map_errors,
     migrate,
+    run_triggers,
+)
+from connector.sink import (
+    AwiRecord,
+    CaseRecord,
+    D360Event,
+    D360Session,
+    D360Step,
+    LogEvent,
+    LogFileRecord,
+    Page,
+    SyncSink,
 )
 
 UTC = timezone.utc
@@ -239,16 +252,10 @@ def test_transaction_rolls_back_and_nests(store: Store) -> None:
     assert ids == ["c1", "c3"]
 
 
-def test_replace_window_replaces_only_the_window(store: Store) -> None:
+def test_replace_actions_replaces_only_the_window(store: Store) -> None:
     store.upsert("actions", [_action(i) for i in range(28)], "id")  # one per day 1..28
     replaced = [_action(100, started_at="2026-10-05T00:00:00.000Z")]
-    store.replace_window(
-        "actions",
-        datetime(2026, 10, 3, tzinfo=UTC),
-        "2026-10-06T00:00:00.000Z",
-        replaced,
-        "id",
-    )
+    store.replace_actions((datetime(2026, 10, 3, tzinfo=UTC), "2026-10-06T00:00:00.000Z"), replaced)
     days = [r[0][:10] for r in store.db.conn.execute("SELECT started_at FROM actions ORDER BY started_at")]
     assert "2026-10-03" not in days and "2026-10-04" not in days
     assert days.count("2026-10-05") == 1 and "2026-10-06" in days and "2026-10-02" in days
@@ -429,3 +436,242 @@ def test_sync_findings_resolves_and_reopens_with_the_same_id(store: Store) -> No
     assert len(retry) == 1 and retry[0]["action_ids"] == ["a2", "a3"]
     assert store.open_findings(kind="CEILING_BREACH", window=(ws, we))[0]["detail"] == {"tokens": 22000}
     assert store.count("findings") == 3
+
+
+# --- the connector's sink and what the engine reads -------------------------------------------
+
+
+def _awi(i: str, started_at: str, **extra: Any) -> AwiRecord:
+    row: dict[str, Any] = {c: None for c in AwiRecord.__annotations__}
+    row.update(id=i, session_id="S1", started_at=started_at, system_modstamp=started_at)
+    row.update(extra)
+    return cast(AwiRecord, row)
+
+
+def _log(request_id: str, work_item_id: str | None, started_at: str, file: tuple[str, int, str]) -> LogEvent:
+    row: dict[str, Any] = {c: None for c in LogEvent.__annotations__}
+    created, sequence, file_id = file
+    row.update(
+        request_id=request_id, work_item_id=work_item_id, started_at=started_at,
+        file_created_date=created, file_sequence=sequence, file_id=file_id, tokens=100,
+    )
+    return cast(LogEvent, row)
+
+
+def _log_file(file_id: str, created: str, *, bad: int = 0, log_date: str = "2026-10-06T00:00:00.000Z") -> LogFileRecord:
+    return LogFileRecord(
+        id=file_id, log_date=log_date, interval="Daily", sequence=1, created_date=created,
+        rows=1, sha256="ab" * 32, bytes=10, bad=bad, error="truncated" if bad else None,
+        processed_at="2026-10-07T02:00:00.000Z", run_id="r1",
+    )
+
+
+def _d360_event(i: str, started_at: str, **extra: Any) -> D360Event:
+    row: dict[str, Any] = {c: None for c in D360Event.__annotations__}
+    row.update(id=i, request_id=f"req-{i}", started_at=started_at, tool_name="Lookup", session_id="sess-1")
+    row.update(extra)
+    return cast(D360Event, row)
+
+
+def test_the_store_is_a_sync_sink(store: Store) -> None:
+    _: SyncSink = store  # checked by mypy (also in audit/store/__init__.py)
+    protocol = {n for n in vars(SyncSink) if not n.startswith("_")}
+    assert protocol and all(callable(getattr(store, n)) for n in protocol)
+
+
+def test_commit_stores_a_page_and_its_cursor_together(store: Store) -> None:
+    page = Page(
+        source="agentworkitem",
+        run_id="r1",
+        state={"cursor": "2026-10-06T12:00:00.000Z"},
+        awi_records=[_awi("w1", "2026-10-06T10:00:00.000Z"), _awi("w2", "2026-10-06T11:00:00.000Z")],
+        cases=[CaseRecord(id="500A", status="Closed", is_closed=1, closed_at="2026-10-06T13:00:00.000Z")],
+    )
+    store.commit(page)
+    assert store.sync_state("agentworkitem") == {"cursor": "2026-10-06T12:00:00.000Z"}
+    assert store.awi_modstamps(["w1", "w2", "w9"]) == {
+        "w1": "2026-10-06T10:00:00.000Z", "w2": "2026-10-06T11:00:00.000Z",
+    }
+    assert store.known_case_ids(["500A", "500B"]) == {"500A"}
+    case = store.cases(["500A", "500B"])["500A"]
+    assert case.is_closed and case.closed_at == datetime(2026, 10, 6, 13, tzinfo=UTC)
+
+    # a page without a cursor leaves the cursor alone; a failing page stores nothing
+    store.commit(Page(source="agentworkitem", run_id="r2", awi_records=[_awi("w1", "2026-10-06T10:00:00.000Z", system_modstamp="X")]))
+    assert store.awi_modstamps(["w1"]) == {"w1": "X"}
+    broken = Page(
+        source="agentworkitem",
+        run_id="r3",
+        state={"cursor": "2026-10-07T00:00:00.000Z"},
+        awi_records=[_awi("w3", "2026-10-06T12:00:00.000Z")],
+        log_file=cast(LogFileRecord, {**_log_file("0AT1", "2026-10-07T01:00:00.000Z"), "colour": "red"}),
+    )
+    with pytest.raises(StoreError, match="no column named colour"):
+        store.commit(broken)
+    assert store.awi_modstamps(["w3"]) == {}
+    assert store.sync_state("agentworkitem") == {"cursor": "2026-10-06T12:00:00.000Z"}
+    assert store.log_file_created("0AT1") is None
+
+
+def test_a_log_row_replaces_its_stored_copy_only_from_a_newer_file(store: Store) -> None:
+    daily = ("2026-10-07T01:00:00.000Z", 1, "0AT-daily")
+    hourly = ("2026-10-06T13:00:00.000Z", 1, "0AT-hourly")
+    later_seq = ("2026-10-07T01:00:00.000Z", 2, "0AT-daily-2")
+    at = "2026-10-06T12:00:00.000Z"
+    store.commit(Page(source="eventlogfile", run_id="r1", log_events=[_log("q1", "w1", at, daily)],
+                      log_file=_log_file("0AT-daily", daily[0])))
+    assert store.log_file_created("0AT-daily") == daily[0]
+    store.commit(Page(source="eventlogfile", run_id="r1", log_events=[_log("q1", "w1", at, hourly)]))
+    _, logs = store.core_rows((datetime(2026, 10, 6, tzinfo=UTC), datetime(2026, 10, 7, tzinfo=UTC)))
+    assert [r["file_id"] for r in logs] == ["0AT-daily"]  # the older hourly file lost
+    store.commit(Page(source="eventlogfile", run_id="r1", log_events=[_log("q1", "w1", at, later_seq)]))
+    _, logs = store.core_rows((datetime(2026, 10, 6, tzinfo=UTC), datetime(2026, 10, 7, tzinfo=UTC)))
+    assert [r["file_id"] for r in logs] == ["0AT-daily-2"]
+
+
+def test_core_rows_reads_a_day_of_margin_and_follows_references(store: Store) -> None:
+    day = ("2026-10-07T01:00:00.000Z", 1, "0AT1")
+    store.commit(Page(
+        source="test",
+        run_id="r1",
+        awi_records=[
+            _awi("in", "2026-10-06T10:00:00.000Z"),
+            _awi("margin", "2026-10-05T02:00:00.000Z"),
+            _awi("far", "2026-09-20T00:00:00.000Z"),  # referenced by an in-window log row
+            _awi("farther", "2026-09-01T00:00:00.000Z"),  # referenced by nothing
+        ],
+        log_events=[
+            _log("q-in", "far", "2026-10-06T09:00:00.000Z", day),
+            _log("q-old", "in", "2026-09-30T00:00:00.000Z", day),  # an old row of an in-window record
+            _log("q-out", "farther", "2026-09-02T00:00:00.000Z", day),
+        ],
+    ))
+    awi, logs = store.core_rows((datetime(2026, 10, 6, tzinfo=UTC), datetime(2026, 10, 7, tzinfo=UTC)))
+    assert set(awi) == {"in", "margin", "far"}
+    assert awi["in"]["session_id"] == "S1" and isinstance(awi["in"], dict)
+    assert sorted(r["request_id"] for r in logs) == ["q-in", "q-old"]
+
+
+def test_d360_rows_join_events_sessions_and_steps(store: Store) -> None:
+    store.commit(Page(
+        source="data360",
+        run_id="r7",
+        state={"cursor": {"ts": "2026-10-06T11:00:00.000Z", "id": "e2"}},
+        d360_events=[_d360_event("e1", "2026-10-06T10:00:00.000Z"), _d360_event("e2", "2026-10-06T11:00:00.000Z", session_id=None)],
+        d360_steps=[
+            D360Step(id="st1", request_id="req-e1", interaction_id=None, step_type="ACTION", prev_step_id=None,
+                     input_text='{"q": 1}', error_text=None, started_at="2026-10-06T10:00:00.000Z"),
+            D360Step(id="st2", request_id="req-e1", interaction_id=None, step_type="ACTION", prev_step_id=None,
+                     input_text=None, error_text="boom", started_at="2026-10-06T10:00:01.000Z"),
+        ],
+        d360_sessions=[D360Session(id="sess-1", channel_type="Voice", voice_call_id=None, started_at=None)],
+    ))
+    rows = store.d360_rows((datetime(2026, 10, 6, tzinfo=UTC), datetime(2026, 10, 6, 10, 30, tzinfo=UTC)))
+    assert sorted((r["id"], r["step_id"], r["channel_type"]) for r in rows) == [("e1", "st1", "Voice"), ("e1", "st2", "Voice")]
+    assert {r["run_id"] for r in rows} == {"r7"}
+    assert {r["input_text"] for r in rows} == {'{"q": 1}', None}
+    (late,) = store.d360_rows((datetime(2026, 10, 6, 10, 30, tzinfo=UTC), datetime(2026, 10, 7, tzinfo=UTC)))
+    assert late["id"] == "e2" and late["step_id"] is None and late["channel_type"] is None
+
+    assert store.known_d360_step_requests(["req-e1", "req-e2"]) == {"req-e1"}
+    assert store.known_d360_sessions(["sess-1", "sess-2"]) == {"sess-1"}
+    stored = store.stored_d360_events(["e1", "e9"])
+    assert set(stored) == {"e1"} and "run_id" not in stored["e1"]
+    assert stored["e1"] == _d360_event("e1", "2026-10-06T10:00:00.000Z")
+    assert store.sync_state("data360") == {"cursor": {"ts": "2026-10-06T11:00:00.000Z", "id": "e2"}}
+
+
+def test_bad_log_files_are_counted_by_log_date(store: Store) -> None:
+    for i, (bad, log_date) in enumerate([(1, "2026-10-06T00:00:00.000Z"), (1, "2026-10-05T00:00:00.000Z"), (0, "2026-10-06T00:00:00.000Z")]):
+        store.commit(Page(source="eventlogfile", run_id="r1", log_file=_log_file(f"0AT{i}", "2026-10-07T01:00:00.000Z", bad=bad, log_date=log_date)))
+    assert store.bad_log_files(datetime(2026, 10, 6, tzinfo=UTC), datetime(2026, 10, 7, tzinfo=UTC)) == 1
+
+
+def test_queries_on_many_ids_are_chunked(store: Store) -> None:
+    ids = [f"w{i:05d}" for i in range(2_345)]
+    store.commit(Page(source="test", run_id="r1", awi_records=[_awi(i, "2026-10-06T10:00:00.000Z") for i in ids]))
+    assert len(store.awi_modstamps([*ids, "nope"])) == 2_345
+    assert store.existing("awi_records", "id", ids[::2]) == set(ids[::2])
+
+
+# --- actions and what is summed from them ------------------------------------------------------
+
+
+def test_credits_and_spike_rows_from_actions(store: Store) -> None:
+    rows = [
+        _action(1, started_at="2026-10-01T10:00:00.000Z", day="2026-10-01", credits=20.0, awu=1.0),
+        _action(2, started_at="2026-10-01T11:00:00.000Z", day="2026-10-01", credits=40.0, awu=2.0, agent_name=None, agent_id="0Xx1"),
+        _action(3, started_at="2026-10-02T10:00:00.000Z", day="2026-10-02", credits=5.0, awu=0.25),
+        _action(4, started_at="2026-11-01T10:00:00.000Z", day="2026-11-01", credits=99.0),
+    ]
+    store.replace_actions(("2026-10-01T00:00:00.000Z", "2026-12-01T00:00:00.000Z"), rows)
+    oct1, nov1 = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
+    assert store.credits_between(oct1, nov1) == 65.0
+    assert store.credits_between(nov1, nov1) == 0.0
+    assert store.action_credits_by_day(oct1, nov1) == {date(2026, 10, 1): 60.0, date(2026, 10, 2): 5.0}
+    assert sorted(store.awu_by_day_agent_action(date(2026, 10, 1), date(2026, 10, 2))) == [
+        (date(2026, 10, 1), "0Xx1", "GetOrderHistory", 2.0),
+        (date(2026, 10, 1), "Agent", "GetOrderHistory", 1.0),
+    ]
+    usage = store.usage_of_days(["2026-10-01"])
+    assert [(u["agent"], u["actions"], u["credits"]) for u in usage] == [("0Xx1", 1, 40.0), ("Agent", 1, 20.0)]
+    assert store.usage_of_days([]) == []
+
+
+# --- runs, reports and errors --------------------------------------------------------------
+
+
+def test_run_window_and_summary(store: Store) -> None:
+    store.start_run("r1", started_at="2026-10-07T02:00:00.000Z", window_start=None, window_end=None, trigger="run")
+    store.set_run_window("r1", datetime(2026, 10, 6, tzinfo=UTC), datetime(2026, 10, 7, tzinfo=UTC))
+    store.set_run_summary("r1", {"totals": {"awu": 1.5}})
+    store.merge_run_summary("r1", vendor={"units": 3})
+    store.finish_run("r1", outcome="ok", ended_at="2026-10-07T02:05:00.000Z")
+    run = store.get_run("r1")
+    assert run is not None and run["window_start"] == "2026-10-06T00:00:00.000Z"
+    assert run["summary"] == {"totals": {"awu": 1.5}, "vendor": {"units": 3}}
+    latest = store.latest_completed_run()
+    assert latest is not None and latest["id"] == "r1"
+    assert json.loads(latest["summary"]) == run["summary"]
+
+
+def test_run_triggers_reads_a_store_without_opening_it(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    with Store.open(path) as s:
+        s.start_run("r1", started_at="2026-10-07T02:00:00.000Z", window_start=None, window_end=None, trigger="demo")
+    assert run_triggers(path) == {"demo"}
+    other = tmp_path / "notes.db"
+    other.write_bytes(b"this is not a database, just some text" * 100)
+    with pytest.raises(StoreError, match="is not an awu-audit store"):
+        run_triggers(other)
+
+
+def test_every_sqlite_error_leaves_the_store_as_a_one_line_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError) as info:
+        with map_errors(tmp_path / "a.db"):
+            raise sqlite3.OperationalError("database is locked")
+    assert str(info.value) == f"store {tmp_path / 'a.db'}: database is locked"
+    assert info.value.__suppress_context__
+
+    path = tmp_path / "audit.db"
+    s = Store.open(path)
+    s.close()
+    with pytest.raises(StoreError, match=r"^store .*audit\.db: "):
+        s.cases(["500A"])  # reading a closed store: sqlite3.ProgrammingError inside
+    with pytest.raises(StoreError, match=r"^store .*audit\.db: "):
+        s.credits_between(datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC))
+
+
+def test_a_locked_database_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    with Store.open(path) as s:
+        s.db.conn.execute("PRAGMA busy_timeout = 50")  # legacy handle: test-only, to fail fast
+        blocker = sqlite3.connect(path, isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")
+            with pytest.raises(StoreError, match="database is locked"):
+                s.start_run("r1", started_at="2026-10-07T02:00:00.000Z", window_start=None, window_end=None, trigger="run")
+            with pytest.raises(StoreError, match="database is locked"):
+                s.commit(Page(source="test", run_id="r1", awi_records=[_awi("w1", "2026-10-06T10:00:00.000Z")]))
+        finally:
+            blocker.close()

@@ -1,0 +1,114 @@
+"""Email: a text/plain message with an HTML alternative, sent through an SMTP relay."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+from datetime import datetime, timezone
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+
+import jinja2
+
+from audit.alerts.redaction import redact
+from audit.config import EmailConfig
+from audit.engine.alerts import Alert, one_line
+from audit.errors import DeliveryError
+
+__all__ = ["EmailChannel", "email_message"]
+
+# the templates are package data of `audit` (pyproject [tool.setuptools.package-data])
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("audit", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+
+def _plain_body(alert: Alert) -> str:
+    parts = [alert.title, "", alert.text] if alert.text else [alert.title]
+    if alert.fields:
+        width = max(len(label) for label, _ in alert.fields)
+        parts += [""] + [f"{label.ljust(width)}  {value}" for label, value in alert.fields]
+    if alert.top_findings:
+        parts += ["", "Top findings:"] + [f"  - {s}" for s in alert.top_findings]
+    parts += ["", f"-- awu-audit · {alert.kind} · {alert.period}"]
+    return "\n".join(parts) + "\n"
+
+
+def email_message(alert: Alert, cfg: EmailConfig, *, now: datetime | None = None) -> EmailMessage:
+    """text/plain with a text/html alternative (jinja2, autoescaped)."""
+    msg = EmailMessage()
+    msg["From"] = cfg.from_addr
+    msg["To"] = ", ".join(cfg.to)
+    msg["Subject"] = one_line(f"[awu-audit] {alert.title}")
+    msg["Date"] = formatdate((now or datetime.now(timezone.utc)).timestamp(), localtime=False)
+    domain = cfg.from_addr.rpartition("@")[2] or None
+    msg["Message-ID"] = make_msgid("awu-audit", domain=domain)
+    msg.set_content(_plain_body(alert))
+    paragraphs = [p.strip() for p in alert.text.split("\n\n") if p.strip()]
+    html = _TEMPLATES.get_template("alert_email.html.j2").render(alert=alert, paragraphs=paragraphs)
+    msg.add_alternative(html, subtype="html")
+    return msg
+
+
+def _smtp_reason(exc: BaseException) -> str:
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return f"authentication refused ({exc.smtp_code})"
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return "recipients refused: " + ", ".join(sorted(exc.recipients))
+    if isinstance(exc, smtplib.SMTPSenderRefused):
+        return f"sender refused ({exc.smtp_code})"
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return f"server does not support it: {exc}"
+    if isinstance(exc, smtplib.SMTPResponseException):
+        raw = exc.smtp_error
+        message = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        return f"{exc.smtp_code} {one_line(message)}"
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return "server closed the connection"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"TLS certificate not trusted ({exc.verify_message}); "
+            "set alerts.email.ca_bundle for a private CA"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error ({exc.reason or type(exc).__name__})"
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return "timed out"
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return type(exc).__name__
+
+
+class EmailChannel:
+    """Sends alerts through an SMTP relay (STARTTLS when configured, login when credentials
+    are given)."""
+
+    name = "email"
+
+    def __init__(self, cfg: EmailConfig, password: str | None = None, username: str | None = None):
+        self.cfg = cfg
+        self._password = password
+        self._username = username
+
+    def __repr__(self) -> str:
+        return f"EmailChannel({self.cfg.smtp_host}:{self.cfg.smtp_port})"
+
+    def send(self, alert: Alert) -> None:
+        cfg = self.cfg
+        msg = email_message(alert, cfg)
+        try:
+            with smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=cfg.timeout_s) as smtp:
+                if cfg.starttls:
+                    cafile = str(cfg.ca_bundle) if cfg.ca_bundle else None
+                    smtp.starttls(context=ssl.create_default_context(cafile=cafile))
+                if self._username and self._password:
+                    smtp.login(self._username, self._password)
+                smtp.send_message(msg)
+        except (smtplib.SMTPException, OSError) as exc:
+            reason = redact(_smtp_reason(exc), [self._password or ""])
+            raise DeliveryError(
+                f"email via {cfg.smtp_host}:{cfg.smtp_port} failed: {reason}"
+            ) from None

@@ -1,0 +1,119 @@
+"""Actions (one row per reconciled action, recomputed AWU) and what is summed from them:
+daily usage, credits of a period, per-day credits, the rows spike detection reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+from audit.store.db import StoreBase, in_lists
+from audit.store.values import PLAIN, bound, iso, to_db_value
+
+__all__ = ["Actions"]
+
+ACTION_COLUMNS = (
+    "id", "session_id", "agent_id", "agent_name", "action_name", "action_type", "channel",
+    "status", "error_code", "tokens", "prompt_tokens", "completion_tokens", "reported_awu",
+    "elf_tokens", "action_input", "user_id", "case_id", "started_at", "source", "billable",
+    "units", "multiplier", "awu", "excess_awu", "credits", "cost_usd", "fingerprint", "day",
+)  # fmt: skip
+
+# A window holds up to hundreds of thousands of actions: they are written with one prepared
+# statement over tuples (executemany), several times faster than sqlite-utils' per-batch
+# SQL building and value conversion.
+_UPSERT_ACTION_SQL = (
+    f"INSERT INTO actions ({', '.join(ACTION_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(ACTION_COLUMNS))}) ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in ACTION_COLUMNS[1:])
+)
+
+_DAILY_USAGE_SQL = """
+    SELECT day, coalesce(agent_name, agent_id, 'unknown') AS agent, channel,
+           count(*) AS actions, sum(billable) AS billable_actions, sum(tokens) AS tokens,
+           sum(awu) AS awu, sum(coalesce(reported_awu, 0)) AS reported_awu,
+           sum(credits) AS credits, sum(cost_usd) AS cost_usd
+    FROM actions WHERE day IN ({marks}) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+"""
+
+
+def _action_tuple(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    values = (row.get(c) for c in ACTION_COLUMNS)
+    return tuple(v if isinstance(v, PLAIN) else to_db_value(v) for v in values)
+
+
+class Actions(StoreBase):
+    def replace_actions(
+        self, window: tuple[datetime | str, datetime | str], rows: Iterable[Mapping[str, Any]]
+    ) -> None:
+        """The actions of [start, end) become `rows` — atomically (a re-run replaces its
+        window; an action whose started_at moved out of it is updated in place)."""
+        start, end = window
+        with self.transaction():
+            self._execute(
+                'DELETE FROM actions WHERE "started_at" >= ? AND "started_at" < ?',
+                (bound(start), bound(end)),
+            )
+            self._executemany(_UPSERT_ACTION_SQL, map(_action_tuple, rows))
+
+    def usage_of_days(self, days: list[str]) -> list[dict[str, Any]]:
+        """Usage of `days` ('YYYY-MM-DD') from the actions, by day × agent × channel."""
+        if not days:
+            return []
+        marks = ", ".join("?" * len(days))  # the days of one window: never near the limit
+        return self._rows(_DAILY_USAGE_SQL.format(marks=marks), days)
+
+    def replace_daily_usage(self, days: Iterable[str], rows: Iterable[Mapping[str, Any]]) -> int:
+        """Replace the usage of `days` ('YYYY-MM-DD') with `rows` (day × agent × channel).
+
+        A null agent or channel is stored as '' (they are part of the primary key).
+        """
+        normalised = (
+            {**row, "agent": row.get("agent") or "", "channel": row.get("channel") or ""}
+            for row in rows
+        )
+        with self.transaction():
+            for marks, chunk in in_lists(sorted(set(days))):
+                self._execute(f'DELETE FROM daily_usage WHERE "day" IN ({marks})', chunk)
+            return self._upsert("daily_usage", normalised, ("day", "agent", "channel"))
+
+    def credits_by_day(self, start_day: str, end_day: str) -> dict[str, float]:
+        """Credits per day of the daily usage for days in [start_day, end_day) — half-open."""
+        rows = self._tuples(
+            'SELECT "day", SUM("credits") FROM daily_usage WHERE "day" >= ? AND "day" < ? '
+            'GROUP BY "day" ORDER BY "day"',
+            (start_day, end_day),
+        )
+        return {day: float(total or 0.0) for day, total in rows}
+
+    def credits_between(self, start: datetime, end: datetime) -> float:
+        """Credits of the actions that started in [start, end)."""
+        ((total,),) = self._tuples(
+            "SELECT coalesce(sum(credits), 0) FROM actions "
+            "WHERE started_at >= ? AND started_at < ?",
+            [iso(start), iso(end)],
+        )
+        return float(total)
+
+    def action_credits_by_day(self, start: datetime, end: datetime) -> dict[date, float]:
+        """Credits per day of the actions that started in [start, end)."""
+        rows = self._tuples(
+            "SELECT day, sum(credits) FROM actions "
+            "WHERE started_at >= ? AND started_at < ? GROUP BY day",
+            [iso(start), iso(end)],
+        )
+        return {date.fromisoformat(d): float(c) for d, c in rows}
+
+    def awu_by_day_agent_action(
+        self, first_day: date, end_day: date
+    ) -> list[tuple[date, str | None, str, float]]:
+        """(day, agent, action_name, AWU) for days in [first_day, end_day): what spike
+        detection reads."""
+        rows = self._tuples(
+            "SELECT day, coalesce(agent_name, agent_id) AS agent, action_name, sum(awu) AS awu "
+            "FROM actions WHERE day >= ? AND day < ? GROUP BY 1, 2, 3",
+            [first_day.isoformat(), end_day.isoformat()],
+        )
+        return [
+            (date.fromisoformat(d), agent, name, float(awu or 0)) for d, agent, name, awu in rows
+        ]

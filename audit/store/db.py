@@ -1,0 +1,239 @@
+"""The store's SQLite file: opening it (0600, WAL), transactions, the few primitives every
+other store module runs its SQL through, and `map_errors()` — the one place a sqlite3 error
+becomes a one-line `StoreError` (as httpx's `map_exceptions()` maps transport errors).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import sqlite3
+import stat
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlite_utils
+from sqlite_utils.db import PrimaryKeyRequired
+
+from audit.errors import StoreError
+from audit.store.schema import TABLES, migrate, schema_version
+from audit.store.values import PLAIN, to_db_value
+
+__all__ = ["IN_CHUNK", "StoreBase", "in_lists", "map_errors", "open_database"]
+
+#: SQLite's default host-parameter limit is 999 on old builds: chunk IN (...) lists below it
+IN_CHUNK = 500
+_UPSERT_BATCH = 5000
+_BUSY_TIMEOUT_MS = 10_000
+
+V = TypeVar("V")
+
+
+@contextlib.contextmanager
+def map_errors(path: Path | str, doing: str = "store") -> Iterator[None]:
+    """Turn any sqlite3 error raised inside into a one-line StoreError naming the store."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        if isinstance(exc, sqlite3.DatabaseError) and (
+            "not a database" in text or "malformed" in text
+        ):
+            raise StoreError(f"{path} is not an awu-audit store (not a SQLite database)") from None
+        raise StoreError(f"{doing} {path}: {text}") from None
+
+
+def in_lists(values: Iterable[V], size: int = IN_CHUNK) -> Iterator[tuple[str, list[V]]]:
+    """`values` in chunks below SQLite's host-parameter limit, each with its `?, ?, …` text."""
+    iterator = iter(values)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield ", ".join("?" * len(chunk)), chunk
+
+
+def open_database(path: Path) -> sqlite_utils.Database:
+    """Open (creating it 0600 if absent), configure and migrate the SQLite file at `path`."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # create the file ourselves so it is private before SQLite writes a byte
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+    except OSError as exc:
+        raise StoreError(f"cannot open store {path}: {exc.strerror}") from None
+    _make_private(path)
+    with map_errors(path, "cannot open store"):
+        conn = sqlite3.connect(
+            str(path),
+            timeout=_BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+            check_same_thread=False,
+        )
+    try:
+        with map_errors(path, "cannot open store"):
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"store {path}: cannot switch to WAL journal mode ({mode})")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            db = sqlite_utils.Database(conn)
+            migrate(db, path=path)
+            return db
+    except BaseException:
+        conn.close()
+        raise
+
+
+def _make_private(path: Path) -> None:
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        if mode & 0o077:
+            os.chmod(path, 0o600)
+    except OSError:
+        raise StoreError(
+            f"store {path} is readable by other users and cannot be made private: "
+            f"run chmod 600 {path}"
+        ) from None
+
+
+class StoreBase:
+    """An open store file. The store's modules speak SQL only through the methods here,
+    each inside `map_errors()`; nothing outside audit.store sees a connection."""
+
+    def __init__(self, db: sqlite_utils.Database, path: Path):
+        self._db = db
+        self.path = path
+        self._savepoints = itertools.count(1)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @property
+    def schema_version(self) -> int:
+        with map_errors(self.path):
+            return schema_version(self._db.conn, self.path)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[StoreBase]:
+        """BEGIN IMMEDIATE … COMMIT; rollback on error. Nested use is a savepoint.
+
+        sqlite3 errors raised inside are translated to StoreError.
+        """
+        conn = self._db.conn
+        with map_errors(self.path):
+            if conn.in_transaction:
+                name = f"awu_sp_{next(self._savepoints)}"
+                conn.execute(f"SAVEPOINT {name}")
+                try:
+                    yield self
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute(f"ROLLBACK TO {name}")
+                        conn.execute(f"RELEASE {name}")
+                    raise
+                conn.execute(f"RELEASE {name}")
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def count(self, table: str) -> int:
+        """How many rows `table` holds (a diagnostic: callers otherwise ask by meaning)."""
+        self._check_table(table)
+        with map_errors(self.path):
+            return self._db.table(table).count
+
+    # -- primitives: every statement of audit.store runs through one of these ----------
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one write statement; returns the rows it changed."""
+        with map_errors(self.path):
+            return self._db.conn.execute(sql, params).rowcount
+
+    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        with map_errors(self.path):
+            self._db.conn.executemany(sql, rows)
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """All rows of a query, as dicts (read whole, so errors surface here)."""
+        with map_errors(self.path):
+            return list(self._db.query(sql, params))
+
+    def _tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with map_errors(self.path):
+            return self._db.conn.execute(sql, params).fetchall()
+
+    def _where(
+        self,
+        table: str,
+        where: str | None = None,
+        params: Sequence[Any] = (),
+        *,
+        select: str = "*",
+        order_by: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """sqlite-utils' `rows_where`, read whole."""
+        with map_errors(self.path):
+            return list(
+                self._db.table(table).rows_where(where, params, select=select, order_by=order_by)
+            )
+
+    def _values_in(self, table: str, column: str, values: Iterable[str]) -> set[str]:
+        """Which of `values` the store holds in `table.column` (chunked IN queries)."""
+        found: set[str] = set()
+        for marks, chunk in in_lists(values):
+            rows = self._tuples(
+                f'SELECT "{column}" FROM {table} WHERE "{column}" IN ({marks})', chunk
+            )
+            found.update(r[0] for r in rows)
+        return found
+
+    def _upsert(
+        self, table: str, rows: Iterable[Mapping[str, Any]], pk: str | Sequence[str]
+    ) -> int:
+        """Insert or update `rows` keyed by `pk` with sqlite-utils; returns the rows written.
+
+        A row updates only the columns it carries: rows are grouped by their columns, since
+        sqlite-utils writes the columns of a batch's rows to every row of it.
+        """
+        pks = (pk,) if isinstance(pk, str) else tuple(pk)
+        written = 0
+        with self.transaction():
+            iterator = iter(rows)
+            while batch := list(itertools.islice(iterator, _UPSERT_BATCH)):
+                groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+                for row in batch:
+                    groups.setdefault(tuple(row), []).append(
+                        {k: v if isinstance(v, PLAIN) else to_db_value(v) for k, v in row.items()}
+                    )
+                for columns, group in groups.items():
+                    missing = [c for c in pks if c not in columns]
+                    if missing:
+                        raise StoreError(
+                            f"a row for table {table} lacks its primary key column {missing[0]}"
+                        )
+                    try:
+                        self._db.table(table).upsert_all(
+                            group, pk=pks[0] if len(pks) == 1 else pks, alter=False
+                        )
+                    except PrimaryKeyRequired:
+                        raise StoreError(
+                            f"a row for table {table} has no value for its primary key"
+                        ) from None
+                written += len(batch)
+        return written
+
+    def _check_table(self, table: str) -> None:
+        if table not in TABLES:
+            raise StoreError(f"unknown store table {table!r}")

@@ -1,0 +1,232 @@
+"""Raw source rows: the store as the connector's `SyncSink` (pages of records and the cursor
+they advance, in one transaction), and the readers that hand those rows to the engine."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from audit.engine.model import Case, parse_sf_datetime
+from audit.errors import StoreError
+from audit.store.db import StoreBase, in_lists
+from audit.store.values import iso, now_iso, to_json
+from connector.sink import (
+    AwiRecord,
+    D360Event,
+    D360Session,
+    D360Step,
+    LogEvent,
+    Page,
+    SyncState,
+)
+
+__all__ = ["SYNC_STATE_VERSION", "Sources"]
+
+#: version of the JSON documents kept in `sync_state.state`; bump when their shape changes
+SYNC_STATE_VERSION = 1
+
+_AWI_COLUMNS = tuple(AwiRecord.__annotations__)
+_LOG_COLUMNS = tuple(LogEvent.__annotations__)
+_D360_EVENT_COLUMNS = tuple(D360Event.__annotations__)
+_D360_STEP_COLUMNS = tuple(D360Step.__annotations__)
+_D360_SESSION_COLUMNS = tuple(D360Session.__annotations__)
+
+
+# Raw rows come a page of thousands at a time, many pages a sync: they are written with one
+# prepared statement over tuples (executemany), several times faster than sqlite-utils'
+# per-batch SQL building and value conversion. The small tables go through sqlite-utils.
+def _upsert_sql(table: str, columns: Sequence[str], key: str = "id", when: str = "") -> str:
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+        f"ON CONFLICT ({key}) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in columns if c != key)
+        + when
+    )
+
+
+_UPSERT_AWI_SQL = _upsert_sql("awi_records", _AWI_COLUMNS)
+# a log row replaces the stored copy of its REQUEST_ID only when its file is newer
+# (CreatedDate, then Sequence, then Id): hourly files re-deliver rows of the daily ones
+_UPSERT_LOG_SQL = _upsert_sql(
+    "elf_events",
+    _LOG_COLUMNS,
+    key="request_id",
+    when=" WHERE (excluded.file_created_date, excluded.file_sequence, excluded.file_id) >= "
+    "(elf_events.file_created_date, elf_events.file_sequence, elf_events.file_id)",
+)
+_UPSERT_D360_EVENT_SQL = _upsert_sql("d360_events", (*_D360_EVENT_COLUMNS, "run_id"))
+_UPSERT_D360_STEP_SQL = _upsert_sql("d360_steps", _D360_STEP_COLUMNS)
+_UPSERT_D360_SESSION_SQL = _upsert_sql("d360_sessions", _D360_SESSION_COLUMNS)
+
+_D360_ROWS_SQL = """
+    SELECT e.*, s.channel_type, s.voice_call_id,
+           st.id AS step_id, st.input_text, st.error_text, st.started_at AS step_started
+    FROM d360_events e
+    LEFT JOIN d360_sessions s ON s.id = e.session_id
+    LEFT JOIN d360_steps st ON st.request_id = e.request_id
+    WHERE e.started_at >= ? AND e.started_at < ?
+"""
+
+
+def _tuples(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> list[tuple[Any, ...]]:
+    return [tuple(r.get(c) for c in columns) for r in rows]
+
+
+class Sources(StoreBase):
+    # -- SyncSink ----------------------------------------------------------------------
+
+    def sync_state(self, source: str) -> SyncState | None:
+        """The cursor document of `source`, or None when there is none.
+
+        A document written with an older SYNC_STATE_VERSION is treated as absent (the
+        source re-syncs its initial window; upserts make that safe). One written with a
+        newer version raises StoreError: a newer awu-audit owns this store.
+        """
+        rows = self._tuples(
+            'SELECT "version", "state" FROM sync_state WHERE "source" = ?', [source]
+        )
+        if not rows:
+            return None
+        version, state = rows[0]
+        if version > SYNC_STATE_VERSION:
+            raise StoreError(
+                f"store {self.path}: sync state of {source} was written by a newer awu-audit "
+                f"(version {version}); upgrade awu-audit"
+            )
+        if version != SYNC_STATE_VERSION:
+            return None
+        try:
+            value = json.loads(state)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    def _write_sync_state(
+        self, source: str, state: Mapping[str, Any], run_id: str | None, now: str | None = None
+    ) -> None:
+        row = {
+            "source": source,
+            "version": SYNC_STATE_VERSION,
+            "state": to_json(dict(state)),
+            "updated_at": now or now_iso(),
+            "run_id": run_id,
+        }
+        self._upsert("sync_state", [row], "source")
+
+    def commit(self, page: Page) -> None:
+        """Store the page's records and (if given) its cursor in one transaction."""
+        with self.transaction():
+            if page.awi_records:
+                self._executemany(_UPSERT_AWI_SQL, _tuples(page.awi_records, _AWI_COLUMNS))
+            if page.log_events:
+                self._executemany(_UPSERT_LOG_SQL, _tuples(page.log_events, _LOG_COLUMNS))
+            if page.log_file is not None:
+                self._upsert("elf_files", [page.log_file], "id")
+            if page.cases:
+                self._upsert("cases", page.cases, "id")
+            if page.d360_events:
+                events = ({**e, "run_id": page.run_id} for e in page.d360_events)
+                self._executemany(
+                    _UPSERT_D360_EVENT_SQL, _tuples(events, (*_D360_EVENT_COLUMNS, "run_id"))
+                )
+            if page.d360_steps:
+                self._executemany(
+                    _UPSERT_D360_STEP_SQL, _tuples(page.d360_steps, _D360_STEP_COLUMNS)
+                )
+            if page.d360_sessions:
+                self._executemany(
+                    _UPSERT_D360_SESSION_SQL, _tuples(page.d360_sessions, _D360_SESSION_COLUMNS)
+                )
+            if page.state is not None:
+                self._write_sync_state(page.source, page.state, page.run_id)
+
+    def awi_modstamps(self, ids: Sequence[str]) -> dict[str, str | None]:
+        """SystemModstamp of each stored AgentWorkItem among `ids`."""
+        found: dict[str, str | None] = {}
+        for marks, chunk in in_lists(ids):
+            sql = f"SELECT id, system_modstamp FROM awi_records WHERE id IN ({marks})"
+            found.update((i, stamp) for i, stamp in self._tuples(sql, chunk))
+        return found
+
+    def log_file_created(self, file_id: str) -> str | None:
+        """CreatedDate of the stored EventLogFile `file_id`, or None if never processed."""
+        rows = self._where("elf_files", '"id" = ?', [file_id], select='"created_date"')
+        return rows[0]["created_date"] if rows else None
+
+    def known_case_ids(self, ids: Sequence[str]) -> set[str]:
+        """The ids among `ids` whose Case is stored."""
+        return self._values_in("cases", "id", ids)
+
+    def known_d360_step_requests(self, request_ids: Sequence[str]) -> set[str]:
+        """The gateway request ids among `request_ids` that have a stored step."""
+        return self._values_in("d360_steps", "request_id", request_ids)
+
+    def known_d360_sessions(self, ids: Sequence[str]) -> set[str]:
+        """The session ids among `ids` that are stored."""
+        return self._values_in("d360_sessions", "id", ids)
+
+    def stored_d360_events(self, ids: Sequence[str]) -> dict[str, D360Event]:
+        """The stored copy of each usage event among `ids`."""
+        found: dict[str, D360Event] = {}
+        cols = ", ".join(_D360_EVENT_COLUMNS)
+        for marks, chunk in in_lists(ids):
+            for row in self._rows(f"SELECT {cols} FROM d360_events WHERE id IN ({marks})", chunk):
+                found[row["id"]] = cast(D360Event, row)
+        return found
+
+    # -- what the engine reads ---------------------------------------------------------
+
+    def core_rows(
+        self, window: tuple[datetime, datetime]
+    ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+        """AgentWorkItem rows by id and log rows to reconcile for `window`.
+
+        Log rows may be stamped a little apart from their record: both are read with a day
+        of margin, plus every record an in-window log row points at and every log row of
+        those records (the engine keeps the actions in [start, end)).
+        """
+        start, end = window
+        margin = [iso(start - timedelta(days=1)), iso(end + timedelta(days=1))]
+        in_margin = "started_at >= ? AND started_at < ?"
+        log_rows = self._rows(f"SELECT * FROM elf_events WHERE {in_margin}", margin)
+        awi_rows = {
+            r["id"]: r for r in self._rows(f"SELECT * FROM awi_records WHERE {in_margin}", margin)
+        }
+        referenced = sorted(
+            {r["work_item_id"] for r in log_rows if r["work_item_id"]} - awi_rows.keys()
+        )
+        for marks, chunk in in_lists(referenced):
+            for r in self._rows(f"SELECT * FROM awi_records WHERE id IN ({marks})", chunk):
+                awi_rows[r["id"]] = r
+        seen = {r["request_id"] for r in log_rows}
+        for marks, chunk in in_lists(list(awi_rows)):
+            for r in self._rows(f"SELECT * FROM elf_events WHERE work_item_id IN ({marks})", chunk):
+                if r["request_id"] not in seen:
+                    seen.add(r["request_id"])
+                    log_rows.append(r)
+        return awi_rows, log_rows
+
+    def d360_rows(self, window: tuple[datetime, datetime]) -> list[dict[str, Any]]:
+        """Data 360 usage events with started_at in [start, end), each joined with its
+        session and its steps (one row per event × step), as plain dicts."""
+        start, end = window
+        return self._rows(_D360_ROWS_SQL, [iso(start), iso(end)])
+
+    def cases(self, ids: Iterable[str]) -> dict[str, Case]:
+        """The stored Cases among `ids`, by id."""
+        found: dict[str, Case] = {}
+        for marks, chunk in in_lists(sorted(set(ids))):
+            for r in self._rows(f"SELECT * FROM cases WHERE id IN ({marks})", chunk):
+                closed = parse_sf_datetime(r["closed_at"]) if r["closed_at"] else None
+                found[r["id"]] = Case(r["id"], r["status"], bool(r["is_closed"]), closed)
+        return found
+
+    def bad_log_files(self, start: datetime, end: datetime) -> int:
+        """How many EventLogFiles of log dates in [start, end) could not be read."""
+        ((n,),) = self._tuples(
+            "SELECT count(*) FROM elf_files WHERE bad = 1 AND log_date >= ? AND log_date < ?",
+            [iso(start), iso(end)],
+        )
+        return int(n)
