@@ -19,7 +19,7 @@ from audit.store import Store
 from connector.client import SalesforceClient
 from connector.core import CoreSource
 from connector.data360 import Data360Client, Data360Source
-from connector.source import Source
+from connector.source import Source, day_floor
 
 __all__ = ["CoreFamily", "Data360Family", "Family", "open_families"]
 
@@ -69,7 +69,7 @@ class CoreFamily:
         )
 
     def bad_files(self, store: Store, window: Window) -> int:
-        return store.bad_log_files(window)
+        return store.bad_log_files(day_floor(window[0]), window[1])
 
     def extra_output(self, audit: WindowAudit) -> dict[str, Any]:
         return {}

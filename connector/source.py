@@ -17,12 +17,20 @@ Window = tuple[datetime, datetime]
 
 
 class Source(Protocol):
-    #: the family's name in the run output's `sources` ("agentworkitem+eventlogfile", …)
-    family: str
-    #: records this run stored new or changed
-    records: int
-    #: one-line remarks for the person running the audit (a bad file skipped, …)
-    notes: list[str]
+    @property
+    def family(self) -> str:
+        """The family's name in the run output's `sources` ("agentworkitem+eventlogfile")."""
+        ...
+
+    @property
+    def records(self) -> int:
+        """Records this run stored new or changed."""
+        ...
+
+    @property
+    def notes(self) -> list[str]:
+        """One-line remarks for the person running the audit (a bad file skipped, …)."""
+        ...
 
     def check(self) -> None:
         """Reach the org and check what the sync needs (fields, objects); raises before

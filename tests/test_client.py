@@ -15,14 +15,14 @@ import pytest
 from cryptography import x509
 
 from audit.config import load_config
-from connector.errors import AuthError, QueryError, RateLimited, SalesforceError, SessionExpired
 from connector.auth import ASSERTION_LIFETIME_S, audience_for, build_assertion, load_private_key
 from connector.client import SalesforceClient, _error_from_body
-from connector.transport import Decision, classify
+from connector.errors import AuthError, QueryError, RateLimited, SalesforceError, SessionExpired
 from connector.mock.org import MockOrg, MockRequest
 from connector.mock.server import RunningMockOrg, serve
 from connector.mock.soql import BoolOp, Compare, parse
 from connector.soql import datetime_literal, ident, in_list, string_literal
+from connector.transport import Decision, classify
 from fixtures.generator import generate_snapshot
 from tests.conftest import make_config
 

@@ -7,8 +7,10 @@ labels (`labels_data360.json`), never from the code under test."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -20,16 +22,23 @@ import jwt
 import pytest
 
 from audit.config import Config, load_config
-from connector.errors import AuthError, SetupError
 from audit.pipeline import run_audit
 from audit.store import Store
 from connector.data360 import Data360Client, discover
 from connector.data360.values import decode_rows, is_nothing, parse_timestamp
+from connector.errors import AuthError, SetupError
 from connector.mock.data360 import ACCESS_TOKEN_TYPE, EXCHANGE_GRANT_TYPE, EXCHANGE_PATH
 from connector.mock.org import MockOrg, MockRequest
 from connector.mock.server import RunningMockOrg, serve
 from fixtures.generator import generate_snapshot
 from tests.conftest import SCHEMA, assert_matches_labels, make_config, run_cli
+
+
+def _sql(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    """Read the store file directly (tests look at what was written, not through the store)."""
+    with closing(sqlite3.connect(db)) as conn:
+        conn.row_factory = sqlite3.Row
+        return conn.execute(sql, params).fetchall()
 
 D360 = '\n[source]\nkinds = ["data360"]\n'
 BOTH = '\n[source]\nkinds = ["agentworkitem", "eventlogfile", "data360"]\n'
@@ -177,8 +186,7 @@ def test_both_sources_side_by_side_differ_only_by_construction(
         + diff["elf_only_bad_records"]
     )
     # never merged: the stored actions and the budget are the AgentWorkItem/ELF ones
-    with Store.open(tmp_path / "store.db") as store:
-        sources = {r[0] for r in store.db.execute("SELECT DISTINCT source FROM actions")}
+    sources = {r[0] for r in _sql(tmp_path / "store.db", "SELECT DISTINCT source FROM actions")}
     assert "data360" not in sources
 
 
@@ -310,8 +318,7 @@ def test_expired_batch_id_resumes_from_the_committed_cursor(
         until=datetime(2026, 9, 21, tzinfo=timezone.utc),
     )
     assert out.output["totals"]["actions"] == 7
-    with Store.open(cfg.store.path) as store:
-        ids = sorted(r[0] for r in store.db.execute("SELECT id FROM d360_events"))
+    ids = sorted(r[0] for r in _sql(cfg.store.path, "SELECT id FROM d360_events"))
     assert ids == [f"evt-{i}" for i in range(1, 8)]
     posts = [q for q in org.data360.queries if f"FROM {usage}" in q and "2026-09-20" in q]
     assert len(posts) == 3 and all(" OR (" in q for q in posts[1:])  # restarted from the key
@@ -482,9 +489,9 @@ def test_incremental_cursor_is_capped_and_rereads_the_settle_margin(
     cfg = _cfg(tmp_path, snap, server)
     first_now = datetime(2026, 10, 4, 12, tzinfo=timezone.utc)
     run_audit(cfg, now=first_now)
+    latest = _sql(cfg.store.path, "SELECT max(started_at) FROM d360_events")[0][0]
     with Store.open(cfg.store.path) as store:
-        latest = store.db.execute("SELECT max(started_at) FROM d360_events").fetchone()[0]
-        state = store.get_sync_state("data360")
+        state = store.sync_state("data360")
     assert latest < "2026-10-04T12:00:00.000Z"  # capped at the sync's start
     assert state is not None and state["cursor"]["ts"] == "2026-10-04T12:00:00.000Z"
 
@@ -505,8 +512,7 @@ def test_incremental_cursor_is_capped_and_rereads_the_settle_margin(
     ]
     org.data360.add_rows(usage, late)
     second = run_audit(cfg, now=datetime(2026, 10, 5, 12, tzinfo=timezone.utc))
-    with Store.open(cfg.store.path) as store:
-        ids = {r[0] for r in store.db.execute("SELECT id FROM d360_events WHERE id LIKE 'late-%'")}
+    ids = {r[0] for r in _sql(cfg.store.path, "SELECT id FROM d360_events WHERE id LIKE 'late-%'")}
     assert ids == {"late-in-margin"}  # 48 h settle margin before the cursor, not more
     assert second.output["sync"]["records"] >= 1
 

@@ -4,6 +4,8 @@ alerts, fail_on, and sandbox pricing — the decisions the nightly job makes."""
 from __future__ import annotations
 
 import json
+import sqlite3
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -11,8 +13,14 @@ from typing import Any
 from audit.config import load_config
 from audit.pipeline import run_audit
 from audit.report import render_report
-from audit.store import Store
 from tests.conftest import make_config
+
+
+def _sql(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    """Read the store file directly (tests look at what was written, not through the store)."""
+    with closing(sqlite3.connect(db)) as conn:
+        conn.row_factory = sqlite3.Row
+        return conn.execute(sql, params).fetchall()
 
 UTC = timezone.utc
 SINCE = datetime(2026, 10, 1, tzinfo=UTC)
@@ -48,8 +56,7 @@ def test_forecast_and_spike_alerts_fire_once(
     depletion = result.output["budget"]["depletion_date"]
     assert depletion is not None and "2026-10-08" <= depletion < "2026-11-01"
 
-    with Store.open(cfg.store.path) as store:
-        alerts = {r["kind"]: r for r in store.db.query("SELECT * FROM alerts")}
+    alerts = {r["kind"]: r for r in _sql(cfg.store.path, "SELECT * FROM alerts")}
     assert "FORECAST_DEPLETION" in alerts and alerts["FORECAST_DEPLETION"]["period"] == "2026-10"
     spike = alerts["SPIKE"]
     assert spike["day"] == "2026-10-07"
@@ -59,8 +66,7 @@ def test_forecast_and_spike_alerts_fire_once(
     assert f"the budget runs out on **{depletion}**" in report and "Forecast for 2026-10" in report
 
     run_audit(cfg, since=SINCE, until=UNTIL, now=NOW)
-    with Store.open(cfg.store.path) as store:
-        kinds = [r["kind"] for r in store.db.query("SELECT kind FROM alerts")]
+    kinds = [r["kind"] for r in _sql(cfg.store.path, "SELECT kind FROM alerts")]
     assert kinds.count("FORECAST_DEPLETION") == 1 and kinds.count("SPIKE") == 1
 
 
@@ -87,7 +93,6 @@ def test_findings_resolved_when_a_correction_undoes_them(
     result = run_audit(cfg, since=SINCE, until=UNTIL, now=later)
     assert result.output["sync"]["records"] == 1
     assert result.output["findings"]["AWU_MISMATCH"]["count"] == labels["findings"]["AWU_MISMATCH"]["count"] - 1
-    with Store.open(cfg.store.path) as store:
-        rows = list(store.db.query(
-            "SELECT status, resolved_run FROM findings WHERE kind = 'AWU_MISMATCH' AND key = ?", [key]))
+    rows = _sql(cfg.store.path,
+                "SELECT status, resolved_run FROM findings WHERE kind = 'AWU_MISMATCH' AND key = ?", (key,))
     assert rows and rows[0]["status"] == "resolved" and rows[0]["resolved_run"] == result.output["run_id"]

@@ -25,8 +25,8 @@ import jsonschema
 import pytest
 
 from audit.config import load_config
-from connector.errors import RateLimited
 from audit.pipeline import run_audit
+from connector.errors import RateLimited
 from connector.ids import to_18
 from connector.mock.org import MockOrg, MockRequest
 from connector.mock.server import RunningMockOrg, serve

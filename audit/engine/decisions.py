@@ -105,12 +105,12 @@ def decide_alerts(
     return Decisions(alerts, status, fc, periods[-1], current)
 
 
-def spike_days(window: tuple[datetime, datetime], trailing_days: int) -> tuple[str, str]:
-    """[first, last) day (ISO) of the usage the spike rule reads for `window`."""
+def spike_days(window: tuple[datetime, datetime], trailing_days: int) -> tuple[date, date]:
+    """[first, last) day of the usage the spike rule reads for `window`."""
     start, end = window
-    first = (start.date() - timedelta(days=trailing_days)).isoformat()
+    first = start.date() - timedelta(days=trailing_days)
     last = end.date() if end.time() == datetime.min.time() else end.date() + timedelta(days=1)
-    return first, last.isoformat()
+    return first, last
 
 
 def _spike_alerts(

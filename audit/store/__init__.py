@@ -12,7 +12,7 @@ JSON columns (`summary`, `action_ids`, `detail`, `payload`, `state`) hold JSON t
 
 Modules: `db` (open, transactions, error mapping, chunked IN lists), `schema`, `values`,
 `lock` (and `runs`), `sources` (the connector's SyncSink and raw-row readers), `actions`,
-`findings`, `outbox`, `reports`, `legacy` (the connector's pre-sink writes).
+`findings`, `outbox`, `reports`.
 """
 
 from __future__ import annotations
@@ -23,12 +23,11 @@ from typing import TYPE_CHECKING
 from audit.store.actions import Actions
 from audit.store.db import StoreBase, map_errors, open_database
 from audit.store.findings import FindingChanges, Findings
-from audit.store.legacy import LegacyConnectorWrites
 from audit.store.lock import RunLock
 from audit.store.outbox import Delivery, Outbox
 from audit.store.reports import Reports, run_triggers
 from audit.store.schema import MIGRATIONS, SCHEMA_VERSION, TABLES, migrate
-from audit.store.sources import SYNC_STATE_VERSION
+from audit.store.sources import SYNC_STATE_VERSION, Sources
 from audit.store.values import to_db_value
 
 __all__ = [
@@ -47,9 +46,7 @@ __all__ = [
 ]
 
 
-# legacy: pre-sink connector writes — removed when connector uses SyncSink: then
-# LegacyConnectorWrites (audit/store/legacy.py) becomes Sources here
-class Store(RunLock, Actions, Findings, Outbox, Reports, LegacyConnectorWrites):
+class Store(RunLock, Actions, Findings, Outbox, Reports, Sources):
     """An open awu-audit store. Use one from one thread at a time."""
 
     @classmethod

@@ -3,10 +3,11 @@ daily usage, credits of a period, per-day credits, the rows spike detection read
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from datetime import date, datetime
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import date, datetime, timedelta
 from typing import Any
 
+from audit.engine.window import WindowAudit
 from audit.store.db import StoreBase, in_lists
 from audit.store.values import PLAIN, bound, iso, to_db_value
 
@@ -42,7 +43,64 @@ def _action_tuple(row: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(v if isinstance(v, PLAIN) else to_db_value(v) for v in values)
 
 
+def _action_rows(audit: WindowAudit, cost_factor: float) -> Iterator[dict[str, Any]]:
+    """Each action with its recomputed cost; dollars times `cost_factor` (a sandbox's
+    discount)."""
+    costs, fingerprints = audit.result.costs, audit.result.fingerprints
+    for a in audit.actions:
+        c = costs[a.id]
+        yield {
+            "id": a.id,
+            "session_id": a.session_id,
+            "agent_id": a.agent_id,
+            "agent_name": a.agent_name,
+            "action_name": a.action_name,
+            "action_type": a.action_type,
+            "channel": a.channel,
+            "status": a.status,
+            "error_code": a.error_code,
+            "tokens": a.tokens,
+            "prompt_tokens": a.prompt_tokens,
+            "completion_tokens": a.completion_tokens,
+            "reported_awu": a.reported_awu,
+            "elf_tokens": a.elf_tokens,
+            "action_input": a.action_input,
+            "user_id": a.user_id,
+            "case_id": a.case_id,
+            "started_at": iso(a.started_at),
+            "source": a.source,
+            "billable": int(c.billable),
+            "units": c.units,
+            "multiplier": c.multiplier,
+            "awu": c.awu,
+            "excess_awu": c.excess_awu,
+            "credits": c.credits,
+            "cost_usd": c.cost_usd * cost_factor,
+            "fingerprint": fingerprints.get(a.id),
+            "day": a.started_at.date().isoformat(),
+        }
+
+
+def days_of(window: tuple[datetime, datetime]) -> list[str]:
+    """Every day (YYYY-MM-DD) [start, end) touches."""
+    start, end = window
+    d, last = start.date(), (end - timedelta(microseconds=1)).date()
+    days = []
+    while d <= last:
+        days.append(d.isoformat())
+        d += timedelta(days=1)
+    return days
+
+
 class Actions(StoreBase):
+    def record_window(self, audit: WindowAudit, *, cost_factor: float = 1.0) -> None:
+        """The audited window's actions replace the stored ones, and the daily usage of
+        its days is summed anew — in one transaction."""
+        days = days_of(audit.window)
+        with self.transaction():
+            self.replace_actions(audit.window, _action_rows(audit, cost_factor))
+            self.replace_daily_usage(days, self.usage_of_days(days))
+
     def replace_actions(
         self, window: tuple[datetime | str, datetime | str], rows: Iterable[Mapping[str, Any]]
     ) -> None:

@@ -142,9 +142,7 @@ def describe_response(table: Table, api: float) -> MockResponse:
     )
 
 
-def retrieve_response(
-    req: MockRequest, table: Table, record_id: str, version: str
-) -> MockResponse:
+def retrieve_response(req: MockRequest, table: Table, record_id: str, version: str) -> MockResponse:
     """``GET /sobjects/<obj>/<id>[?fields=…]``: the record in REST wire form."""
     row = table.find(record_id)
     if row is None:

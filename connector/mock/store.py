@@ -132,9 +132,7 @@ class Store:
                 raise KeyError(f"{table.name} {record_id} does not exist")
             new = dict(table.records[row])
             new.update({k: to_wire(v) for k, v in changes.items()})
-            new["SystemModstamp"] = (
-                to_wire(system_modstamp) if system_modstamp else self.now_wire()
-            )
+            new["SystemModstamp"] = to_wire(system_modstamp) if system_modstamp else self.now_wire()
             table.replace(row, new)
 
     def add_logfile(self, record: Mapping[str, Any], csv_bytes: bytes) -> str:
