@@ -21,7 +21,7 @@ from audit.engine.decisions import (
     spike_days,
     top_waste_lines,
 )
-from audit.engine.model import format_iso_ms, parse_sf_datetime
+from audit.engine.model import format_iso_ms, json_number, parse_sf_datetime
 from audit.engine.rules import Finding, severity_at_least
 from audit.engine.window import WindowAudit, run_block, top_findings
 from audit.errors import AuditError, ConfigError
@@ -254,10 +254,9 @@ def _budget_json(cfg: Config, decisions: Decisions) -> dict[str, Any]:
     depletion = None
     if fc is not None and decisions.period == decisions.current_period and fc.depletion_date:
         depletion = fc.depletion_date.isoformat()
-    credits = cfg.budget.credits
     return {
         "period": decisions.period,
-        "credits": int(credits) if float(credits).is_integer() else credits,
+        "credits": json_number(cfg.budget.credits),
         "used_credits": round(status.used_credits, 6),
         "used_pct": round(status.used_pct, 6),
         "thresholds_crossed": status.thresholds_crossed,

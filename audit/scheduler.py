@@ -22,6 +22,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from audit.config import Config, ScheduleConfig
+from audit.engine.alerts import one_line
 from audit.errors import KNOWN_ERRORS, ConfigError
 
 __all__ = ["JOB_ID", "make_trigger", "add_audit_job", "run_job_logged", "run_scheduled"]
@@ -79,22 +80,18 @@ def make_trigger(schedule: ScheduleConfig) -> CronTrigger:
         ) from None
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
 def run_job_logged(job: Callable[[], str], log: Callable[[str], None]) -> None:
     """Run the job once and log its outcome as one line; never raises an Exception, so
     the scheduler keeps running and the next night runs."""
     try:
         summary = job()
     except KNOWN_ERRORS as exc:
-        log(f"audit run failed: {_one_line(str(exc))}")
+        log(f"audit run failed: {one_line(str(exc))}")
     except Exception as exc:  # logged as one line; the next scheduled run still happens
-        detail = _one_line(str(exc))
+        detail = one_line(str(exc))
         log(f"audit run failed: {type(exc).__name__}" + (f": {detail}" if detail else ""))
     else:
-        log(_one_line(summary))
+        log(one_line(summary))
 
 
 def add_audit_job(
@@ -154,7 +151,7 @@ def run_scheduled(
     """
     trigger = make_trigger(cfg.schedule)
     if once:
-        log(_one_line(job()))
+        log(one_line(job()))
         return
     tz = trigger.timezone
     sched = scheduler or BlockingScheduler(timezone=tz)

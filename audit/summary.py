@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from audit.pipeline import RunResult
 
 __all__ = ["print_summary"]
 
@@ -17,7 +18,7 @@ _LABELS = {
 }
 
 
-def print_summary(result: Any, *, store_path: Path, console: Console | None = None) -> None:
+def print_summary(result: RunResult, *, store_path: Path, console: Console | None = None) -> None:
     out = result.output
     con = console or Console()
     t = out["totals"]

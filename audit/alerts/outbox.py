@@ -13,6 +13,7 @@ from typing import Any
 
 from audit.alerts.channels import Channel
 from audit.engine.alerts import Alert
+from audit.engine.model import json_number
 from audit.errors import DeliveryError
 from audit.store import Store
 
@@ -83,14 +84,10 @@ def deliver_pending(
     return list(delivered.values())
 
 
-def _number(value: float) -> float | int:
-    return int(value) if float(value).is_integer() else value
-
-
 def _alerts_sent_entry(alert: Alert) -> dict[str, Any]:
     entry: dict[str, Any] = {"kind": alert.kind, "period": alert.period}
     if alert.threshold is not None:
-        entry["threshold"] = _number(alert.threshold)
+        entry["threshold"] = json_number(alert.threshold)
     if alert.day is not None:
         entry["day"] = alert.day
     entry["channels"] = []

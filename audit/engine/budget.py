@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from audit.config import BudgetConfig
+from audit.engine.model import json_number
 
 __all__ = [
     "BudgetStatus",
@@ -86,16 +87,11 @@ class BudgetStatus:
         `alerts_sent`)."""
         return {
             "period": self.period,
-            "credits": _num(self.credits),
+            "credits": json_number(self.credits),
             "used_credits": round(self.used_credits, 6),
             "used_pct": round(self.used_pct, 6),
-            "thresholds_crossed": [_num(t) for t in self.thresholds_crossed],
+            "thresholds_crossed": [json_number(t) for t in self.thresholds_crossed],
         }
-
-
-def _num(value: float) -> float:
-    """50.0 → 50 in JSON; other values unchanged."""
-    return int(value) if float(value).is_integer() else value
 
 
 def evaluate_budget(
@@ -107,7 +103,7 @@ def evaluate_budget(
     fires the 50 % alert)."""
     used_pct = used_credits / budget.credits * 100.0
     crossed = sorted(
-        _num(t)
+        json_number(t)
         for t in set(budget.thresholds)
         if used_credits * 100.0 + _TOLERANCE >= t * budget.credits
     )

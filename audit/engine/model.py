@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 __all__ = [
+    "json_number",
     "Action",
     "Case",
     "to_ms",
@@ -70,6 +71,11 @@ class Case:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def json_number(value: float) -> float | int:
+    """50.0 → 50 in JSON output; other values unchanged."""
+    return int(value) if float(value).is_integer() else value
 
 
 def to_ms(dt: datetime) -> int:

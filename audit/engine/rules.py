@@ -73,6 +73,10 @@ def evaluate(
 ) -> AuditResult:
     """Recompute every action's AWU and derive the SPEC §4 findings.
 
+    One pass over the actions on purpose (the one function allowed past 60 lines): a
+    window holds up to millions of actions, and walking them once per rule would multiply
+    the audit's cost by the number of rules. The per-kind builders live in `kinds`.
+
     `multi_source` is False when only one source is configured (Data 360): no SOURCE_GAP.
     `is_retrieval` decides what REDUNDANT_RETRIEVAL looks at (default: Query/Retrieval type).
     """
