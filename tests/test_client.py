@@ -23,7 +23,7 @@ from connector.mock.server import RunningMockOrg, serve
 from connector.mock.soql import BoolOp, Compare, parse
 from connector.soql import datetime_literal, ident, in_list, string_literal
 from fixtures.generator import generate_snapshot
-from tests.conftest import make_config
+from tests.helpers import make_config
 
 # ----------------------------------------------------------------------- the classifier
 

@@ -12,7 +12,7 @@ from audit.config import load_config
 from audit.pipeline import run_audit
 from audit.report import render_report
 from audit.store import Store
-from tests.conftest import make_config
+from tests.helpers import make_config
 
 UTC = timezone.utc
 SINCE = datetime(2026, 10, 1, tzinfo=UTC)
