@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.helpers import invoke, labels_of
 
 
@@ -137,3 +139,32 @@ def test_demo_on_the_data360_source(tmp_path: Path) -> None:
     # one source only: SOURCE_GAP cannot occur (SPEC §11)
     assert re.search(r"SOURCE_GAP\s*│\s*0\s*│", proc.stdout)
     assert (tmp_path / "awu-audit-demo.db").exists()
+
+
+class _UnreachableFromAnotherRoot(Exception):
+    """Like connector errors: not an AuditError, but carrying the same `exit_code`."""
+
+    exit_code = 3
+
+
+def test_errors_map_to_exit_codes_by_their_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    import audit.cli
+
+    def unreachable(config: str | None) -> None:
+        raise _UnreachableFromAnotherRoot("login.example.com unreachable: check [salesforce] url")
+
+    monkeypatch.setattr(audit.cli, "_load", unreachable)
+    proc = invoke("run", "--config", "x.toml")
+    assert proc.exit_code == 3 and proc.stdout == ""
+    assert proc.stderr == "audit: error: login.example.com unreachable: check [salesforce] url\n"
+
+    def bug(config: str | None) -> None:
+        raise KeyError("oops")
+
+    monkeypatch.setattr(audit.cli, "_load", bug)
+    proc = invoke("run", "--config", "x.toml")
+    assert proc.exit_code == 4  # a bug, never 1 (SPEC §7)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unexpected KeyError" in lines[0] and "AWU_AUDIT_DEBUG=1" in lines[0]
+    with pytest.raises(KeyError):  # AWU_AUDIT_DEBUG=1: the traceback, not the one line
+        invoke("run", "--config", "x.toml", env={"AWU_AUDIT_DEBUG": "1"})
