@@ -11,42 +11,108 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 
-from audit.errors import KNOWN_ERRORS, ConfigError
+from audit.errors import ConfigError
 
-__all__ = ["main", "cli"]
+__all__ = ["main", "cli", "CliError"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _fail(message: str, code: int) -> None:
-    click.echo(f"audit: error: {message}", err=True)
-    raise SystemExit(code)
+class CliError(click.ClickException):
+    """One line on stderr, ``audit: error: …``, naming what to fix. Subclasses set the
+    exit code (SPEC §7)."""
+
+    exit_code = 1
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"audit: error: {self.format_message()}", err=True)
+
+
+class FindingsFailed(CliError):
+    """Findings at or above `[run] fail_on`."""
+
+    exit_code = 1
+
+
+class BadInput(CliError):
+    """Bad or missing configuration or input, or a store that cannot be used."""
+
+    exit_code = 2
+
+
+class SalesforceUnreachable(CliError):
+    """Salesforce unreachable, or the login refused."""
+
+    exit_code = 3
+
+
+class InternalError(CliError):
+    """An error nobody planned for: a bug (never exit 1, which means findings)."""
+
+    exit_code = 4
+
+
+class Interrupted(CliError):
+    """Ctrl-C: the conventional 128 + SIGINT."""
+
+    exit_code = 130
+
+    def __init__(self) -> None:
+        super().__init__("interrupted")
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo("audit: interrupted", err=True)
+
+
+_BY_CODE: dict[int, type[CliError]] = {1: CliError, 2: BadInput, 3: SalesforceUnreachable}
+
+
+def _cli_error(message: str, code: int) -> CliError:
+    """The CliError for an exit code (a new code gets its own subclass, never a wrong one)."""
+    cls: type[CliError] = _BY_CODE.get(code) or type("CliError", (CliError,), {"exit_code": code})
+    return cls(message)
+
+
+def _exit_code_of(exc: BaseException) -> int | None:
+    """The exit code an error of ours carries (`AuditError`, `ConnectorError`, … set an
+    int `exit_code` class attribute); None for anything else."""
+    code = getattr(type(exc), "exit_code", None)
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
 
 
 def friendly_errors(fn: F) -> F:
-    """One line on stderr instead of a traceback (AWU_AUDIT_DEBUG=1 shows the traceback)."""
+    """Turn errors into `CliError`: one line on stderr instead of a traceback
+    (AWU_AUDIT_DEBUG=1 shows the traceback of an unexpected error)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except KNOWN_ERRORS as exc:
-            _fail(str(exc), getattr(exc, "exit_code", 1))
-        except KeyboardInterrupt:
-            click.echo("audit: interrupted", err=True)
-            raise SystemExit(130) from None
-        except (click.exceptions.Exit, click.ClickException, SystemExit):
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except KeyboardInterrupt:
+            raise Interrupted() from None
         except Exception as exc:
+            code = _exit_code_of(exc)
+            if code is not None:
+                raise _cli_error(str(exc), code) from None
             if os.environ.get("AWU_AUDIT_DEBUG"):
                 raise
-            _fail(f"unexpected {type(exc).__name__}: {exc} (set AWU_AUDIT_DEBUG=1 for details)", 1)
+            raise InternalError(
+                f"unexpected {type(exc).__name__}: {exc} (set AWU_AUDIT_DEBUG=1 for details)"
+            ) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _fail_on_tripped(fail_on: str) -> FindingsFailed:
+    return FindingsFailed(
+        f"findings at or above run.fail_on = {fail_on!r} (listed in the summary / --json)"
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -116,7 +182,8 @@ def run(config: str | None, since: str | None, until: str | None, as_json: bool)
         click.echo(json.dumps(result.output, sort_keys=False))
     else:
         print_summary(result, store_path=cfg.store.path)
-    raise SystemExit(result.exit_code)
+    if result.exit_code:
+        raise _fail_on_tripped(cfg.run.fail_on)
 
 
 @cli.command()
@@ -270,8 +337,8 @@ def schedule(config: str | None, once: bool) -> None:
         return result.summary_line()
 
     run_scheduled(cfg, job, once=once, log=lambda line: click.echo(line, err=True))
-    if once and exit_codes:
-        raise SystemExit(exit_codes[-1])
+    if once and exit_codes and exit_codes[-1]:
+        raise _fail_on_tripped(cfg.run.fail_on)
 
 
 @cli.command()
@@ -316,11 +383,13 @@ def alerts_test(config: str | None) -> None:
     results = send_test(cfg)
     if not results:
         raise ConfigError("no alert channels configured ([alerts.slack] / [alerts.email])")
-    failed = 0
+    failed = []
     for channel, outcome in sorted(results.items()):
         click.echo(f"{channel}: {outcome}")
-        failed += outcome != "ok"
-    raise SystemExit(1 if failed else 0)
+        if outcome != "ok":
+            failed.append(channel)
+    if failed:
+        raise FindingsFailed(f"alert channel test failed: {', '.join(failed)} (see above)")
 
 
 def main() -> None:

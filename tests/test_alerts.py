@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
-import json
 import logging
-import socket
 import sqlite3
 import ssl
-import threading
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from audit.alerts import (
@@ -39,98 +31,15 @@ from audit.config import AlertsConfig, Config, EmailConfig, SlackConfig
 from audit.engine.alerts import Alert, alert_id, budget_threshold_alert, digest_alert
 from audit.errors import DeliveryError
 from audit.store import Store
+from tests.helpers import SLACK_SECRET, LoopbackSMTP, Mailbox, SlackServer, refusing_port
 
 UTC = timezone.utc
 NOW = datetime(2026, 10, 7, 2, 0, tzinfo=UTC)
-SECRET = "T0AWU/B0AUDIT/xoxSECRETtokenVALUE"
+SECRET = SLACK_SECRET
 PASSWORD = "pa55-SECRET-word"
 
 
-# --- a Slack stand-in ------------------------------------------------------------------------
-
-
-class SlackServer:
-    """A real HTTP server: records each POST, answers from a script (default 200 ok)."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.script: list[tuple[int, dict[str, str], str]] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                server.requests.append({"path": self.path, "json": json.loads(body)})
-                status, headers, text = server.script.pop(0) if server.script else (200, {}, "ok")
-                payload = text.encode()
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/services/{SECRET}"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def posts(self) -> int:
-        return len(self.requests)
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackServer]:
-    server = SlackServer()
-    server.thread.start()
-    try:
-        yield server
-    finally:
-        server.httpd.shutdown()
-        server.httpd.server_close()
-        server.thread.join(5)
-
-
-# --- an SMTP server --------------------------------------------------------------------------
-
-
-@dataclass
-class Mailbox:
-    host: str
-    port: int
-    envelopes: list[Any] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.envelopes.append(envelope)
-        return "250 OK"
-
-    def messages(self) -> list[EmailMessage]:
-        return [
-            email.message_from_bytes(e.original_content, policy=email.policy.default)
-            for e in self.envelopes
-        ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def smtp() -> Iterator[Mailbox]:
-    box = Mailbox("127.0.0.1", _free_port())
-    controller = Controller(box, hostname=box.host, port=box.port)
-    controller.start()
-    try:
-        yield box
-    finally:
-        controller.stop()
+# --- a TLS SMTP server (Slack and plain SMTP stand-ins: conftest.py) ---------------------
 
 
 @pytest.fixture
@@ -145,11 +54,9 @@ def tls_smtp(tmp_path: Path) -> Iterator[tuple[Mailbox, Path]]:
         ok = isinstance(data, LoginPassword) and data.login == b"alerts" and data.password == PASSWORD.encode()
         return AuthResult(success=ok, handled=False)
 
-    box = Mailbox("127.0.0.1", _free_port())
-    controller = Controller(
+    box = Mailbox("127.0.0.1")
+    controller = LoopbackSMTP(
         box,
-        hostname=box.host,
-        port=box.port,
         tls_context=server_ctx,
         require_starttls=True,
         authenticator=authenticate,
@@ -334,9 +241,10 @@ def test_the_webhook_url_never_appears_in_errors_or_logs(
         texts.append(str(info.value))
         assert info.value.__cause__ is None
     assert texts[0] == "Slack webhook refused the message: HTTP 404 no_service"
-    closed = f"http://127.0.0.1:{_free_port()}/services/{SECRET}"
-    with pytest.raises(DeliveryError, match="Slack webhook unreachable") as info:
-        SlackChannel(closed, timeout=2).send(_threshold(50))
+    with refusing_port() as port:
+        closed = f"http://127.0.0.1:{port}/services/{SECRET}"
+        with pytest.raises(DeliveryError, match="Slack webhook unreachable") as info:
+            SlackChannel(closed, timeout=2).send(_threshold(50))
     texts.append(str(info.value))
     assert info.value.__suppress_context__  # the httpx exception (and its URL) is dropped
     assert repr(SlackChannel(closed)) == "SlackChannel(<webhook redacted>)"
@@ -453,8 +361,7 @@ def test_email_over_starttls_with_login(tls_smtp: tuple[Mailbox, Path]) -> None:
 
 
 def test_email_errors_name_host_and_port_never_the_password(smtp: Mailbox) -> None:
-    port = _free_port()
-    with pytest.raises(DeliveryError) as info:
+    with refusing_port() as port, pytest.raises(DeliveryError) as info:
         EmailChannel(_email_cfg(Mailbox("127.0.0.1", port)), password=PASSWORD, username="u").send(_threshold(50))
     assert str(info.value) == f"email via 127.0.0.1:{port} failed: Connection refused"
     # the plain server offers no STARTTLS

@@ -8,16 +8,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import make_config, run_cli
-from tests.test_alerts import SlackServer, slack, smtp
-
-__all__ = ["slack", "smtp"]
+from tests.helpers import SlackServer, invoke, make_config
 
 
 def _run(config: Path, labels: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-    proc = run_cli("run", "--config", str(config), "--since", labels["window"]["since"],
+    proc = invoke("run", "--config", str(config), "--since", labels["window"]["since"],
                    "--until", labels["window"]["until"], "--json", env=env)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.exit_code == 0, proc.stderr
     assert SECRET_PART not in proc.stderr
     result: dict[str, Any] = json.loads(proc.stdout)
     return result
@@ -96,9 +93,9 @@ from = "awu-audit@example.com"
 to = ["finops@example.com"]
 """
     config = make_config(tmp_path, snapshot, mock_org[1], extra=extra)
-    ok = run_cli("alerts", "test", "--config", str(config), env={"TEST_SLACK_URL": slack.url})
-    assert ok.returncode == 0, ok.stderr
+    ok = invoke("alerts", "test", "--config", str(config), env={"TEST_SLACK_URL": slack.url})
+    assert ok.exit_code == 0, ok.stderr
     assert "slack: ok" in ok.stdout and "email: ok" in ok.stdout
-    missing = run_cli("alerts", "test", "--config", str(config), env={"TEST_SLACK_URL": ""})
-    assert missing.returncode == 1
+    missing = invoke("alerts", "test", "--config", str(config), env={"TEST_SLACK_URL": ""})
+    assert missing.exit_code == 1
     assert "TEST_SLACK_URL" in missing.stdout and "email: ok" in missing.stdout

@@ -24,7 +24,7 @@ from connector.mock.soql import BoolOp, Compare, parse
 from connector.soql import datetime_literal, ident, in_list, string_literal
 from connector.transport import Decision, classify
 from fixtures.generator import generate_snapshot
-from tests.conftest import make_config
+from tests.helpers import make_config
 
 # ----------------------------------------------------------------------- the classifier
 

@@ -31,7 +31,7 @@ from connector.mock.data360 import ACCESS_TOKEN_TYPE, EXCHANGE_GRANT_TYPE, EXCHA
 from connector.mock.org import MockOrg, MockRequest
 from connector.mock.server import RunningMockOrg, serve
 from fixtures.generator import generate_snapshot
-from tests.conftest import SCHEMA, assert_matches_labels, make_config, run_cli
+from tests.helpers import SCHEMA, assert_matches_labels, invoke, make_config
 
 
 def _sql(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
@@ -86,7 +86,7 @@ def _cfg(tmp_path: Path, snap: Path, server: RunningMockOrg, extra: str = D360) 
 
 
 def _run_json(config: Path, labels: dict[str, Any]) -> dict[str, Any]:
-    proc = run_cli(
+    proc = invoke(
         "run",
         "--config",
         str(config),
@@ -96,7 +96,7 @@ def _run_json(config: Path, labels: dict[str, Any]) -> dict[str, Any]:
         labels["window"]["until"],
         "--json",
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.exit_code == 0, proc.stderr
     result: dict[str, Any] = json.loads(proc.stdout)
     return result
 
@@ -260,10 +260,10 @@ def test_refused_exchange_is_one_line_exit_3(
 ) -> None:
     org, server, snap = served
     org.data360.faults.refuse_exchange = True
-    proc = run_cli(
+    proc = invoke(
         "run", "--config", str(make_config(tmp_path, snap, server, extra=D360)), "--json"
     )
-    assert proc.returncode == 3, proc.stderr
+    assert proc.exit_code == 3, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "cdp_query_api" in lines[0] and "Traceback" not in proc.stderr
     assert not (tmp_path / "store.db").exists()
@@ -332,8 +332,8 @@ def test_missing_object_is_one_line_exit_2_naming_it(
 ) -> None:
     org, server, snap = served
     org.data360.drop_object(_labels(snap)["objects"]["step"])
-    proc = run_cli("run", "--config", str(make_config(tmp_path, snap, server, extra=D360)))
-    assert proc.returncode == 2, proc.stderr
+    proc = invoke("run", "--config", str(make_config(tmp_path, snap, server, extra=D360)))
+    assert proc.exit_code == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "AiAgentInteractionStep" in lines[0]
     assert "ssot__AiAgentInteractionStep__dlm" in lines[0] and "Traceback" not in proc.stderr
@@ -346,8 +346,8 @@ def test_missing_column_is_one_line_exit_2_naming_it(
     org, server, snap = served
     step = _labels(snap)["objects"]["step"]
     org.data360.drop_column(step, "ssot__GenAiGatewayRequestId__c")
-    proc = run_cli("run", "--config", str(make_config(tmp_path, snap, server, extra=D360)))
-    assert proc.returncode == 2, proc.stderr
+    proc = invoke("run", "--config", str(make_config(tmp_path, snap, server, extra=D360)))
+    assert proc.exit_code == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and step in lines[0]
     assert "ssot__GenAiGatewayRequestId__c" in lines[0]
@@ -519,7 +519,7 @@ def test_incremental_cursor_is_capped_and_rereads_the_settle_margin(
 
 def test_fixtures_cli_writes_data360_shape(tmp_path: Path) -> None:
     out = tmp_path / "org"
-    proc = run_cli(
+    proc = invoke(
         "fixtures",
         "--out",
         str(out),
@@ -532,7 +532,7 @@ def test_fixtures_cli_writes_data360_shape(tmp_path: Path) -> None:
         "--family",
         "std_dmo",
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.exit_code == 0, proc.stderr
     assert json.loads((out / "org.json").read_text())["data360"] == {"family": "std_dmo"}
     names = sorted(p.name for p in (out / "data360").iterdir())
     assert names == [
@@ -543,8 +543,8 @@ def test_fixtures_cli_writes_data360_shape(tmp_path: Path) -> None:
     ]
     assert _labels(out)["family"] == "std_dmo"
     # regenerating over it (other source) cleans the Data 360 files away
-    proc = run_cli("fixtures", "--out", str(out), "--actions", "50", "--days", "2")
-    assert proc.returncode == 0, proc.stderr
+    proc = invoke("fixtures", "--out", str(out), "--actions", "50", "--days", "2")
+    assert proc.exit_code == 0, proc.stderr
     assert not (out / "data360").exists() and not (out / "labels_data360.json").exists()
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.conftest import SCHEMA, assert_matches_labels, labels_of, make_config, run_cli
+from tests.helpers import SCHEMA, assert_matches_labels, invoke, labels_of, make_config
 
 TABLES = ("actions", "findings", "daily_usage", "awi_records", "elf_events", "elf_files")
 
@@ -23,11 +23,11 @@ def _counts(db: Path) -> dict[str, int]:
 
 
 def _run_json(config: Path, labels: dict[str, Any]) -> dict[str, Any]:
-    proc = run_cli(
+    proc = invoke(
         "run", "--config", str(config), "--since", labels["window"]["since"],
         "--until", labels["window"]["until"], "--json",
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.exit_code == 0, proc.stderr
     result: dict[str, Any] = json.loads(proc.stdout)
     return result
 
@@ -71,8 +71,8 @@ def test_daily_usage_matches_labels(config_path: Path, labels: dict[str, Any]) -
 
 def test_sub_window_counts_only_its_actions(config_path: Path, labels: dict[str, Any]) -> None:
     since, until = "2026-10-02T06:30:00Z", "2026-10-04T00:00:00Z"
-    proc = run_cli("run", "--config", str(config_path), "--since", since, "--until", until, "--json")
-    assert proc.returncode == 0, proc.stderr
+    proc = invoke("run", "--config", str(config_path), "--since", since, "--until", until, "--json")
+    assert proc.exit_code == 0, proc.stderr
     out = json.loads(proc.stdout)
     inside = [a for a in labels["actions"] if since[:19] <= a["started_at"][:19] < until[:19]]
     assert out["totals"]["actions"] == len(inside)

@@ -8,8 +8,8 @@ import csv
 import io
 import json
 import os
+import select
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,7 +25,7 @@ import pytest
 from audit.demo import write_mock_config
 from connector.ids import to_18
 from fixtures.generator import generate_snapshot
-from tests.conftest import REPO, labels_of, run_cli
+from tests.helpers import REPO, invoke, labels_of, wait_until
 
 FAST = "[sync]\nbackoff_base_s = 0.01\nbackoff_max_s = 0.05\n"
 START_TIMEOUT_S = 30.0
@@ -44,31 +44,28 @@ def snap(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # ------------------------------------------------------------------------------ helpers
 
 
-def _free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def mock_org_process(snapshot: Path, tmp: Path, *args: str) -> Iterator[tuple[str, Path]]:
-    """`audit mock-org` in a subprocess; yields (url, ca.pem) once the port accepts."""
-    port, tls, log_path = _free_port(), tmp / "tls", tmp / "mock-org.log"
+    """`audit mock-org` in a subprocess on a port the OS picks; yields (url, ca.pem) once it
+    says it is serving (its first line on stdout, printed after the port accepts)."""
+    tls, log_path = tmp / "tls", tmp / "mock-org.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "audit.cli", "mock-org", "--data", str(snapshot), "--port",
-             str(port), "--tls-dir", str(tls), *args],
-            stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+             "0", "--tls-dir", str(tls), *args],
+            stdout=subprocess.PIPE, stderr=log, text=True, cwd=REPO,
             env={k: v for k, v in os.environ.items() if k != "AWU_AUDIT_DEBUG"},
         )
         try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while not (tls / "ca.pem").exists():
-                assert proc.poll() is None, log_path.read_text()
-                assert time.monotonic() < deadline, "mock org never wrote ca.pem"
-                time.sleep(0.05)
-            yield f"https://127.0.0.1:{port}", tls / "ca.pem"
+            assert proc.stdout is not None
+            ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT_S)
+            assert ready, "mock org never said it was serving"
+            line = proc.stdout.readline().strip()
+            assert line.startswith("mock org serving ") and " at https://127.0.0.1:" in line, (
+                line, log_path.read_text())
+            url = line.split(" at ", 1)[1].split(" ", 1)[0]
+            assert (tls / "ca.pem").exists()
+            yield url, tls / "ca.pem"
         finally:
             proc.terminate()
             try:
@@ -76,6 +73,7 @@ def mock_org_process(snapshot: Path, tmp: Path, *args: str) -> Iterator[tuple[st
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+            proc.stdout.close()  # type: ignore[union-attr]
 
 
 def config_for(tmp: Path, snapshot: Path, url: str, ca_pem: Path, extra: str = "") -> Path:
@@ -87,16 +85,18 @@ def audit_ok(config: Path, win: tuple[str, str] | None = None) -> dict[str, Any]
     args = ["run", "--config", str(config), "--json"]
     if win is not None:
         args += ["--since", win[0], "--until", win[1]]
-    proc = run_cli(*args, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    proc = invoke(*args)
+    assert proc.exit_code == 0, proc.stderr
     out: dict[str, Any] = json.loads(proc.stdout)
     return out
 
 
 def next_second() -> None:
-    """Sleep into the next wall-clock second: records the mock created during a run are
-    then older than the next run's (whole-second) query bound."""
-    time.sleep(1.0 - time.time() % 1.0 + 0.01)
+    """Wait until the wall clock is in a later whole second: records the mock (its own
+    process, on the real clock) created during a run are then older than the next run's
+    (whole-second) query bound. A bounded poll on the clock the two processes share."""
+    this_second = int(time.time())
+    wait_until(lambda: int(time.time()) > this_second, timeout=5, what="the next second")
 
 
 def window(labels: dict[str, Any]) -> tuple[str, str]:

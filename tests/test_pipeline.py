@@ -13,7 +13,7 @@ from typing import Any
 from audit.config import load_config
 from audit.pipeline import run_audit
 from audit.report import render_report
-from tests.conftest import make_config
+from tests.helpers import make_config
 
 
 def _sql(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -20,6 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from audit.config import Config, ScheduleConfig
 from audit.errors import ConfigError, StoreError
 from audit.scheduler import add_audit_job, make_trigger, run_scheduled
+from tests.helpers import wait_until
 
 UTC = timezone.utc
 REPO = Path(__file__).resolve().parents[1]
@@ -99,13 +102,6 @@ def scheduler() -> Iterator[BackgroundScheduler]:
         sched.shutdown(wait=True)
 
 
-def _wait_until(predicate: object, timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def test_missed_runs_are_coalesced_into_one(scheduler: BackgroundScheduler) -> None:
     calls: list[float] = []
     logs: list[str] = []
@@ -119,11 +115,13 @@ def test_missed_runs_are_coalesced_into_one(scheduler: BackgroundScheduler) -> N
         next_run_time=datetime.now(UTC) - timedelta(days=5),
     )
     scheduler.start()
-    _wait_until(lambda: logs)
-    time.sleep(0.3)
+    wait_until(lambda: logs)
+    # the scheduler has moved on to tomorrow once it handed the missed runs over …
+    wait_until(lambda: scheduler.get_job(job.id).next_run_time > datetime.now(UTC))
+    # … and shutdown(wait=True) returns once every run it handed over is done: a missed
+    # time not coalesced away would have run by then
+    scheduler.shutdown(wait=True)
     assert len(calls) == 1 and logs == ["run ok"]
-    next_run = scheduler.get_job(job.id).next_run_time
-    assert next_run is not None and next_run > datetime.now(UTC)
 
 
 def test_a_long_run_is_never_started_twice(scheduler: BackgroundScheduler) -> None:
@@ -131,6 +129,7 @@ def test_a_long_run_is_never_started_twice(scheduler: BackgroundScheduler) -> No
     active = 0
     peak = 0
     calls = 0
+    refused: list[datetime] = []
     lock = threading.Lock()
 
     def job() -> str:
@@ -139,7 +138,7 @@ def test_a_long_run_is_never_started_twice(scheduler: BackgroundScheduler) -> No
             active += 1
             calls += 1
             peak = max(peak, active)
-        release.wait(2.0)
+        release.wait(60)  # "long": until the test has seen enough fire times pass
         with lock:
             active -= 1
         return "run ok"
@@ -147,9 +146,12 @@ def test_a_long_run_is_never_started_twice(scheduler: BackgroundScheduler) -> No
     add_audit_job(
         scheduler, job, trigger=IntervalTrigger(seconds=0.2), misfire_grace_s=60, log=lambda s: None
     )
+    # each fire time that finds the run still going is refused with this event
+    scheduler.add_listener(lambda event: refused.append(event.scheduled_run_times[-1]),
+                           EVENT_JOB_MAX_INSTANCES)
     scheduler.start()
-    _wait_until(lambda: calls >= 1)
-    time.sleep(1.0)  # five fire times pass while the first run is still going
+    wait_until(lambda: calls >= 1)
+    wait_until(lambda: len(refused) >= 5, timeout=30)  # five fire times pass during the run
     assert calls == 1 and peak == 1
     release.set()
 
@@ -166,7 +168,7 @@ def test_a_failing_run_is_one_line_and_the_schedule_continues(scheduler: Backgro
 
     add_audit_job(scheduler, job, trigger=IntervalTrigger(seconds=0.1), misfire_grace_s=60, log=logs.append)
     scheduler.start()
-    _wait_until(lambda: len(logs) >= 3)
+    wait_until(lambda: len(logs) >= 3)
     assert logs[:3] == [
         "audit run failed: another run holds the lock on /x.db",
         "audit run failed: RuntimeError: boom second line",
@@ -185,45 +187,73 @@ def test_once_runs_the_job_now_and_returns() -> None:
 _DAEMON = textwrap.dedent(
     """
     import pathlib, sys, time
+    from datetime import datetime, timezone
+    from apscheduler.schedulers.blocking import BlockingScheduler
     from audit.config import Config, ScheduleConfig
-    from audit.scheduler import run_scheduled
+    from audit.scheduler import JOB_ID, run_scheduled
 
-    marker = pathlib.Path(sys.argv[1])
+    marker, go = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+    sched = BlockingScheduler(timezone="Europe/Paris")
+
+    def poll(predicate, what):
+        deadline = time.monotonic() + 30
+        while not predicate():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.01)
 
     def job():
+        # ready once the scheduler has handed this run over and planned the next one
+        # (get_job waits for the scheduler's job store lock): a signal now finds the main
+        # thread waiting, as it would during a real nightly run
+        poll(lambda: sched.get_job(JOB_ID).next_run_time > datetime.now(timezone.utc),
+             "next run never planned")
         marker.write_text("started")
-        time.sleep(1.0)
+        poll(go.exists, "the test never let the run finish")  # the run is "long"
         marker.write_text("finished")
         return "run ok: 42 actions"
 
     cfg = Config(schedule=ScheduleConfig(cron="0 2 * * *", timezone="Europe/Paris"))
-    run_scheduled(cfg, job, run_now=True, log=lambda line: print(line, flush=True))
+    run_scheduled(cfg, job, scheduler=sched, run_now=True, log=lambda line: print(line, flush=True))
     print("process exiting", flush=True)
     """
 )
 
 
+def _read_line(proc: subprocess.Popen[str], timeout: float = 15.0) -> str:
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert ready, f"no output in {timeout} s"
+    return proc.stdout.readline().rstrip("\n")
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_lets_the_current_run_finish_then_exits_0(tmp_path: Path, sig: signal.Signals) -> None:
-    marker = tmp_path / "marker"
+    marker, go = tmp_path / "marker", tmp_path / "go"
     with subprocess.Popen(
-        [sys.executable, "-c", _DAEMON, str(marker)],
+        [sys.executable, "-c", _DAEMON, str(marker), str(go)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
     ) as proc:
         try:
-            _wait_until(lambda: marker.exists() and marker.read_text() == "started", timeout=10)
+            wait_until(lambda: marker.exists() and marker.read_text() == "started", timeout=30)
             proc.send_signal(sig)
-            out, err = proc.communicate(timeout=15)
+            # the run goes on until the scheduler has said it will stop after it
+            head = [_read_line(proc)]
+            while not head[-1].endswith("received; stopping after the current run"):
+                head.append(_read_line(proc))
+            assert marker.read_text() == "started"
+            go.touch()
+            out, err = proc.communicate(timeout=30)
         finally:
             proc.kill()
     assert proc.returncode == 0, err
     assert marker.read_text() == "finished"
-    lines = out.splitlines()
+    lines = head + out.splitlines()
     assert lines[0].startswith("awu-audit scheduler started: cron '0 2 * * *' (Europe/Paris); next run ")
+    assert head[-1] == f"awu-audit scheduler: {sig.name} received; stopping after the current run"
     assert "run ok: 42 actions" in lines
-    assert lines.index("run ok: 42 actions") < lines.index("awu-audit scheduler stopped")
+    assert lines.index(head[-1]) < lines.index("run ok: 42 actions") < lines.index("awu-audit scheduler stopped")
     assert lines[-1] == "process exiting"
     assert "Traceback" not in err

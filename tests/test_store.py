@@ -216,11 +216,10 @@ def test_upsert_converts_datetimes_and_containers(store: Store) -> None:
     assert sandbox == 1
 
 
-def test_upsert_of_100k_rows_takes_seconds(store: Store) -> None:
+def test_upsert_of_100k_rows(store: Store) -> None:
+    """How fast this is: benchmarks/limits.py (by hand, not CI)."""
     rows = [_action(i) for i in range(100_000)]
-    started = time.perf_counter()
     store.upsert("actions", rows, "id")
-    assert time.perf_counter() - started < 10
     assert store.count("actions") == 100_000
 
 
@@ -325,7 +324,7 @@ def test_sync_state_is_versioned(store: Store) -> None:
 
 _HOLDER = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys
     from audit.store import Store
     store = Store.open(sys.argv[1])
     with store.lock():
@@ -333,7 +332,7 @@ _HOLDER = textwrap.dedent(
                         window_start="2026-10-06T00:00:00.000Z",
                         window_end="2026-10-07T00:00:00.000Z", trigger="schedule")
         print("locked", flush=True)
-        time.sleep(60)
+        signal.pause()  # hold the lock until killed
     """
 )
 

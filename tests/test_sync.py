@@ -31,7 +31,7 @@ from connector.ids import to_18
 from connector.mock.org import MockOrg, MockRequest
 from connector.mock.server import RunningMockOrg, serve
 from fixtures.generator import generate_snapshot
-from tests.conftest import SCHEMA, assert_matches_labels, labels_of, make_config, run_cli
+from tests.helpers import SCHEMA, CliResult, assert_matches_labels, invoke, labels_of, make_config
 
 TABLES = ("actions", "findings", "daily_usage", "awi_records", "elf_events", "elf_files", "cases")
 FAST = "[sync]\nbackoff_base_s = 0.01\nbackoff_max_s = 0.05\n"
@@ -92,16 +92,16 @@ def window(labels: dict[str, Any]) -> tuple[str, str]:
     return labels["window"]["since"], labels["window"]["until"]
 
 
-def audit(config: Path, win: tuple[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def audit(config: Path, win: tuple[str, str] | None = None) -> CliResult:
     args = ["run", "--config", str(config), "--json"]
     if win is not None:
         args += ["--since", win[0], "--until", win[1]]
-    return run_cli(*args, timeout=120)
+    return invoke(*args)
 
 
 def audit_ok(config: Path, win: tuple[str, str] | None = None) -> dict[str, Any]:
     proc = audit(config, win)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.exit_code == 0, proc.stderr
     result: dict[str, Any] = json.loads(proc.stdout)
     return result
 
@@ -109,7 +109,7 @@ def audit_ok(config: Path, win: tuple[str, str] | None = None) -> dict[str, Any]
 def audit_fails(config: Path, code: int, win: tuple[str, str] | None = None) -> str:
     """Runs expecting exit `code`; returns the one line on stderr."""
     proc = audit(config, win)
-    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    assert proc.exit_code == code, (proc.exit_code, proc.stdout, proc.stderr)
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr  # one clear line, never a traceback
