@@ -16,8 +16,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.job import Job
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
-from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
@@ -124,14 +124,6 @@ def add_audit_job(
     )
 
 
-class _StopRequested(Exception):
-    pass
-
-
-def _raise_stop(signum: int, frame: FrameType | None) -> None:
-    raise _StopRequested(signal.Signals(signum).name)
-
-
 def run_scheduled(
     cfg: Config,
     job: Callable[[], str],
@@ -154,7 +146,7 @@ def run_scheduled(
         log(one_line(job()))
         return
     tz = trigger.timezone
-    sched = scheduler or BlockingScheduler(timezone=tz)
+    sched = scheduler or BackgroundScheduler(timezone=tz)
     now = datetime.now(timezone.utc)
     add_audit_job(
         sched,
@@ -175,26 +167,33 @@ def run_scheduled(
 
 
 def _serve_until_signalled(sched: BaseScheduler, log: Callable[[str], None]) -> None:
-    """Run the scheduler until SIGTERM/SIGINT, then let the current run finish."""
-    in_main = threading.current_thread() is threading.main_thread()
+    """Run the scheduler until SIGTERM/SIGINT, then let the current run finish.
+
+    The handler only records the signal: raising from it could land while APScheduler
+    hands a job to its worker thread, which swallows the exception and runs on; and it
+    takes no lock (an Event would deadlock if the signal came while the main thread held
+    it). The main thread polls the record and shuts the scheduler down outside the handler.
+    """
+    received: list[str] = []
     previous: dict[signal.Signals, Any] = {}
-    if in_main:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, _raise_stop)
-    try:
-        # The handler raises in the main thread, unwinding out of the scheduler's wait;
-        # the shutdown then happens here, outside the signal handler.
-        sched.start()
-        while sched.running:  # a BackgroundScheduler returns from start() at once
-            time.sleep(0.2)
-    except _StopRequested as stop:
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        received.append(signal.Signals(signum).name)
         for sig, handler in previous.items():  # a second signal now aborts
             signal.signal(sig, handler)
-        previous.clear()
-        log(f"awu-audit scheduler: {stop} received; stopping after the current run")
-        if sched.running:
-            sched.shutdown(wait=True)
-        log("awu-audit scheduler stopped")
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, request_stop)
+    try:
+        sched.start()
+        while sched.running and not received:
+            time.sleep(0.1)
+        if received:
+            log(f"awu-audit scheduler: {received[0]} received; stopping after the current run")
+            if sched.running:
+                sched.shutdown(wait=True)
+            log("awu-audit scheduler stopped")
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -188,12 +188,12 @@ _DAEMON = textwrap.dedent(
     """
     import pathlib, sys, time
     from datetime import datetime, timezone
-    from apscheduler.schedulers.blocking import BlockingScheduler
+    from apscheduler.schedulers.background import BackgroundScheduler
     from audit.config import Config, ScheduleConfig
     from audit.scheduler import JOB_ID, run_scheduled
 
     marker, go = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
-    sched = BlockingScheduler(timezone="Europe/Paris")
+    sched = BackgroundScheduler(timezone="Europe/Paris")
 
     def poll(predicate, what):
         deadline = time.monotonic() + 30
