@@ -12,9 +12,11 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, cast
 
@@ -69,6 +71,17 @@ def _mode(path: Path | str) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
+# Tests set up and look at rows on a connection of their own, never through the store's.
+def _query(path: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    with closing(sqlite3.connect(path)) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def _write(path: Path, sql: str, params: Sequence[Any] = ()) -> None:
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute(sql, params)
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     with Store.open(tmp_path / "audit.db") as s:
@@ -106,14 +119,14 @@ def _action(i: int, **extra: Any) -> dict[str, Any]:
 def test_open_creates_a_private_wal_store(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "dir" / "audit.db"
     with Store.open(path) as s:
-        s.upsert("cases", [{"id": "500x", "status": "New", "is_closed": False}], "id")
+        s.commit(Page(source="test", run_id="r1", cases=[_case("500x")]))
         assert _mode(path) == 0o600
         assert _mode(f"{path}-wal") == 0o600  # SQLite copies the database file's mode
-        assert s.db.journal_mode == "wal"
-        assert s.db.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-        assert s.db.conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+        assert _query(path, "PRAGMA journal_mode") == [("wal",)]  # WAL is kept in the file
         assert s.schema_version == SCHEMA_VERSION
         assert s.path == path
+        assert s.known_case_ids(["500x"]) == {"500x"}
+    # the busy timeout is proved in test_a_locked_database_is_a_store_error
 
 
 def test_open_makes_a_loose_existing_file_private(tmp_path: Path) -> None:
@@ -142,10 +155,10 @@ def test_another_applications_sqlite_database_is_refused(tmp_path: Path) -> None
 
 def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "audit.db"
-    with Store.open(path) as s:
-        s.db.conn.execute(
-            "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),)
-        )
+    Store.open(path).close()
+    _write(
+        path, "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),)
+    )
     with pytest.raises(StoreError) as info:
         Store.open(path)
     assert str(info.value) == (
@@ -171,8 +184,8 @@ def test_a_v1_store_is_upgraded_in_place_keeping_its_rows(tmp_path: Path) -> Non
     with Store.open(path) as s:
         assert s.schema_version == SCHEMA_VERSION
         assert s.count("actions") == 1 and s.count("findings") == 1 and s.count("alerts") == 1
-        assert s.db.conn.execute("SELECT awu FROM actions WHERE id = 'a1'").fetchone()[0] == 3.0
-        indexes = {r[0] for r in s.db.conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert _query(path, "SELECT awu FROM actions WHERE id = 'a1'") == [(3.0,)]
+        indexes = {r[0] for r in _query(path, "SELECT name FROM sqlite_master WHERE type='index'")}
         assert {"idx_findings_status_started_at", "idx_alert_deliveries_state"} <= indexes
     # opening again is a no-op
     with Store.open(path) as s:
@@ -182,80 +195,177 @@ def test_a_v1_store_is_upgraded_in_place_keeping_its_rows(tmp_path: Path) -> Non
 # --- writes ----------------------------------------------------------------------------------
 
 
-def test_upsert_is_idempotent_and_updates_only_given_columns(store: Store) -> None:
-    rows = [_action(i) for i in range(50)]
-    assert store.upsert("actions", rows, "id") == 50
-    store.upsert("actions", rows, "id")
-    assert store.count("actions") == 50
-    store.upsert("actions", [{"id": "a0000003", "status": "Error"}], "id")
-    row = store.db.conn.execute(
-        "SELECT status, tokens, started_at FROM actions WHERE id = 'a0000003'"
-    ).fetchone()
-    assert row == ("Error", 1003, "2026-10-04T12:00:00.000Z")
-    assert store.count("actions") == 50
-
-
-def test_upsert_converts_datetimes_and_containers(store: Store) -> None:
-    store.upsert(
-        "runs",
-        [
-            {
-                "id": "r1",
-                "started_at": datetime(2026, 10, 6, 14, 3, 22, 123456, tzinfo=UTC),
-                "summary": {"totals": {"awu": 1.5}, "ids": ("a", "b")},
-                "is_sandbox": True,
-            }
-        ],
-        "id",
+def test_writes_are_idempotent_and_update_only_what_they_carry(store: Store) -> None:
+    path = store.path
+    file = ("2026-10-07T01:00:00.000Z", 1, "0AT1")
+    page = Page(
+        source="agentworkitem",
+        run_id="r1",
+        state={"cursor": "2026-10-06T12:00:00.000Z"},
+        awi_records=[_awi(f"w{i:03d}", "2026-10-06T10:00:00.000Z", tokens=1000 + i) for i in range(50)],
+        log_events=[_log(f"q{i:03d}", f"w{i:03d}", "2026-10-06T10:00:00.000Z", file) for i in range(50)],
+        log_file=_log_file("0AT1", file[0]),
+        cases=[_case("500A")],
+        d360_events=[_d360_event("e1", "2026-10-06T10:00:00.000Z")],
+        d360_sessions=[D360Session(id="sess-1", channel_type="Voice", voice_call_id=None, started_at=None)],
     )
-    started, summary, sandbox = store.db.conn.execute(
-        "SELECT started_at, summary, is_sandbox FROM runs"
-    ).fetchone()
+    store.commit(page)
+    first = _page_tables(path)
+    store.commit(page)  # the same page again (a re-run, a retried request): same rows
+    assert _page_tables(path) == first
+    assert len(first["awi_records"]) == 50 and len(first["elf_events"]) == 50
+
+    # a changed record replaces its stored copy in place
+    store.commit(Page(source="agentworkitem", run_id="r2",
+                      awi_records=[_awi("w003", "2026-10-06T10:00:00.000Z", tokens=1003, status="Error")]))
+    assert _query(path, "SELECT status, tokens, started_at FROM awi_records WHERE id = 'w003'") == [
+        ("Error", 1003, "2026-10-06T10:00:00.000Z")
+    ]
+    assert store.count("awi_records") == 50
+
+    window = ("2026-10-01T00:00:00.000Z", "2026-11-01T00:00:00.000Z")
+    store.replace_actions(window, [_action(i) for i in range(50)])
+    actions = _query(path, "SELECT * FROM actions ORDER BY id")
+    store.replace_actions(window, [_action(i) for i in range(50)])
+    assert _query(path, "SELECT * FROM actions ORDER BY id") == actions and len(actions) == 50
+
+    # a run's later writes change only the columns they carry
+    store.start_run("r1", started_at="2026-10-07T02:00:00.000Z", window_start=None, window_end=None, trigger="schedule")
+    store.set_run_window("r1", "2026-10-06T00:00:00.000Z", "2026-10-07T00:00:00.000Z")
+    store.finish_run("r1", outcome="ok", ended_at="2026-10-07T02:05:00.000Z", records=10, summary={"a": 1})
+    store.finish_run("r1", outcome="ok", ended_at="2026-10-07T02:06:00.000Z")
+    store.set_run_summary("r1", {"b": 2})
+    ((*columns, summary),) = _query(
+        path,
+        "SELECT started_at, trigger, window_start, window_end, outcome, ended_at, records, summary "
+        "FROM runs WHERE id = 'r1'",
+    )
+    assert columns == ["2026-10-07T02:00:00.000Z", "schedule", "2026-10-06T00:00:00.000Z",
+                       "2026-10-07T00:00:00.000Z", "ok", "2026-10-07T02:06:00.000Z", 10]
+    assert json.loads(summary) == {"b": 2}
+
+
+def test_datetimes_and_containers_are_stored_as_text_and_json(store: Store) -> None:
+    path = store.path
+    store.start_run(
+        "r1",
+        started_at=datetime(2026, 10, 6, 14, 3, 22, 123456, tzinfo=UTC),
+        window_start=datetime(2026, 10, 6, 2, tzinfo=timezone(timedelta(hours=2))),
+        window_end=datetime(2026, 10, 7, tzinfo=UTC),
+        trigger="run",
+    )
+    store.finish_run(
+        "r1",
+        outcome="ok",
+        ended_at=datetime(2026, 10, 6, 14, 5, tzinfo=UTC),
+        summary={"totals": {"awu": 1.5}, "ids": ("a", "b")},
+        is_sandbox=True,
+    )
+    ((started, window_start, ended, summary, sandbox),) = _query(
+        path, "SELECT started_at, window_start, ended_at, summary, is_sandbox FROM runs"
+    )
     assert started == "2026-10-06T14:03:22.123Z"
+    assert window_start == "2026-10-06T00:00:00.000Z"  # +02:00 stored as UTC
+    assert ended == "2026-10-06T14:05:00.000Z"
     assert json.loads(summary) == {"totals": {"awu": 1.5}, "ids": ["a", "b"]}
     assert sandbox == 1
 
+    store.commit(Page(source="test", run_id="r1",
+                      state={"cursor": datetime(2026, 10, 6, 12, tzinfo=UTC), "covered": ("2026-10-06",)}))
+    ((state,),) = _query(path, "SELECT state FROM sync_state WHERE source = 'test'")
+    assert json.loads(state) == {"cursor": "2026-10-06T12:00:00.000Z", "covered": ["2026-10-06"]}
 
-def test_upsert_of_100k_rows(store: Store) -> None:
-    """How fast this is: benchmarks/limits.py (by hand, not CI)."""
-    rows = [_action(i) for i in range(100_000)]
-    store.upsert("actions", rows, "id")
+    store.sync_findings(
+        "r1",
+        [F("f1", datetime(2026, 10, 6, 1, tzinfo=UTC), action_ids=("a2", "a3"), detail={"day": date(2026, 10, 6)})],
+        window_start=datetime(2026, 10, 6, tzinfo=UTC),
+        window_end=datetime(2026, 10, 7, tzinfo=UTC),
+    )
+    ((finding_started, action_ids, detail),) = _query(path, "SELECT started_at, action_ids, detail FROM findings")
+    assert finding_started == "2026-10-06T01:00:00.000Z"
+    assert json.loads(action_ids) == ["a2", "a3"] and json.loads(detail) == {"day": "2026-10-06"}
+
+
+def test_a_window_of_100k_actions_is_stored_whole(store: Store) -> None:
+    # how fast is measured by benchmarks/run.py (against a raw executemany), not here
+    store.replace_actions(
+        ("2026-10-01T00:00:00.000Z", "2026-11-01T00:00:00.000Z"), [_action(i) for i in range(100_000)]
+    )
     assert store.count("actions") == 100_000
+    oct1, nov1 = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
+    assert store.credits_between(oct1, nov1) == 100_000 * 20.0
 
 
-def test_bad_table_or_column_is_a_store_error(store: Store) -> None:
-    with pytest.raises(StoreError, match="unknown store table"):
-        store.upsert("nope", [{"id": 1}], "id")
+def test_a_bad_column_outcome_or_row_is_a_store_error(store: Store) -> None:
+    store.start_run("r1", started_at="2026-10-07T02:00:00.000Z", window_start=None, window_end=None, trigger="run")
+    with pytest.raises(StoreError, match="invalid run outcome 'great'"):
+        store.finish_run("r1", outcome="great")
+    with pytest.raises(StoreError, match="runs has no column 'colour'"):
+        store.finish_run("r1", outcome="ok", colour="red")
+    with pytest.raises(StoreError, match="cannot store a value of type object"):
+        store.finish_run("r1", outcome="ok", summary=object())
+    run = store.get_run("r1")
+    assert run is not None and run["outcome"] == "running" and run["ended_at"] is None
+
     with pytest.raises(StoreError, match="no column named colour"):
-        store.upsert("cases", [{"id": "1", "colour": "red"}], "id")
+        store.commit(Page(source="test", run_id="r1", cases=[cast(CaseRecord, {**_case("500A"), "colour": "red"})]))
     with pytest.raises(StoreError, match="lacks its primary key column id"):
-        store.upsert("cases", [{"status": "New"}], "id")
+        store.commit(Page(source="test", run_id="r1", cases=[cast(CaseRecord, {"status": "New"})]))
+    with pytest.raises(StoreError, match="unknown store table 'nope'"):
+        store.count("nope")
     assert store.count("cases") == 0
 
 
 def test_transaction_rolls_back_and_nests(store: Store) -> None:
+    def cases() -> list[str]:
+        return [r[0] for r in _query(store.path, "SELECT id FROM cases ORDER BY id")]
+
     with pytest.raises(RuntimeError):
         with store.transaction():
-            store.upsert("cases", [{"id": "c1"}], "id")
+            store.commit(_cases_page("c1", cursor="2026-10-06T00:00:00.000Z"))
             raise RuntimeError("boom")
-    assert store.count("cases") == 0
+    assert cases() == [] and store.sync_state("test") is None
 
     with store.transaction():
-        store.upsert("cases", [{"id": "c1"}], "id")
+        store.commit(_cases_page("c1"))
         with pytest.raises(RuntimeError):
             with store.transaction():
-                store.upsert("cases", [{"id": "c2"}], "id")
+                store.commit(_cases_page("c2"))
                 raise RuntimeError("inner")
-        store.upsert("cases", [{"id": "c3"}], "id")
-    ids = [r[0] for r in store.db.conn.execute("SELECT id FROM cases ORDER BY id")]
-    assert ids == ["c1", "c3"]
+        store.commit(_cases_page("c3"))
+    assert cases() == ["c1", "c3"]
+
+    # a failing page inside a transaction leaves nothing of itself (its records written
+    # before the bad row included) and the transaction goes on
+    failing = Page(
+        source="test",
+        run_id="r1",
+        state={"cursor": "2026-10-07T00:00:00.000Z"},
+        awi_records=[_awi("w1", "2026-10-06T10:00:00.000Z")],
+        log_file=cast(LogFileRecord, {**_log_file("0AT1", "2026-10-07T01:00:00.000Z"), "colour": "red"}),
+    )
+    with store.transaction():
+        with pytest.raises(StoreError, match="no column named colour"):
+            store.commit(failing)
+        store.commit(_cases_page("c4"))
+    assert cases() == ["c1", "c3", "c4"]
+    assert store.awi_modstamps(["w1"]) == {} and store.sync_state("test") is None
+
+    # … and when its error leaves the transaction, nothing of the transaction is kept
+    with pytest.raises(StoreError, match="no column named colour"):
+        with store.transaction():
+            store.commit(_cases_page("c5", cursor="2026-10-06T00:00:00.000Z"))
+            store.commit(failing)
+    assert cases() == ["c1", "c3", "c4"]
+    assert store.awi_modstamps(["w1"]) == {} and store.sync_state("test") is None
 
 
 def test_replace_actions_replaces_only_the_window(store: Store) -> None:
-    store.upsert("actions", [_action(i) for i in range(28)], "id")  # one per day 1..28
+    # one action per day 1..28
+    store.replace_actions(("2026-10-01T00:00:00.000Z", "2026-11-01T00:00:00.000Z"), [_action(i) for i in range(28)])
     replaced = [_action(100, started_at="2026-10-05T00:00:00.000Z")]
     store.replace_actions((datetime(2026, 10, 3, tzinfo=UTC), "2026-10-06T00:00:00.000Z"), replaced)
-    days = [r[0][:10] for r in store.db.conn.execute("SELECT started_at FROM actions ORDER BY started_at")]
+    days = [r[0][:10] for r in _query(store.path, "SELECT started_at FROM actions ORDER BY started_at")]
     assert "2026-10-03" not in days and "2026-10-04" not in days
     assert days.count("2026-10-05") == 1 and "2026-10-06" in days and "2026-10-02" in days
     assert store.count("actions") == 28 - 3 + 1
@@ -310,21 +420,21 @@ def test_run_lifecycle(store: Store) -> None:
 
 
 def test_sync_state_is_versioned(store: Store) -> None:
-    assert store.get_sync_state("agentworkitem") is None
-    store.set_sync_state("agentworkitem", {"cursor": "2026-10-06T00:00:00.000Z"}, "r1")
-    assert store.get_sync_state("agentworkitem") == {"cursor": "2026-10-06T00:00:00.000Z"}
-    store.db.conn.execute("UPDATE sync_state SET version = ?", (SYNC_STATE_VERSION - 1,))
-    assert store.get_sync_state("agentworkitem") is None  # older shape: re-sync
-    store.db.conn.execute("UPDATE sync_state SET version = ?", (SYNC_STATE_VERSION + 1,))
+    assert store.sync_state("agentworkitem") is None
+    store.commit(Page(source="agentworkitem", run_id="r1", state={"cursor": "2026-10-06T00:00:00.000Z"}))
+    assert store.sync_state("agentworkitem") == {"cursor": "2026-10-06T00:00:00.000Z"}
+    _write(store.path, "UPDATE sync_state SET version = ?", (SYNC_STATE_VERSION - 1,))
+    assert store.sync_state("agentworkitem") is None  # older shape: re-sync
+    _write(store.path, "UPDATE sync_state SET version = ?", (SYNC_STATE_VERSION + 1,))
     with pytest.raises(StoreError, match="newer awu-audit"):
-        store.get_sync_state("agentworkitem")
+        store.sync_state("agentworkitem")
 
 
 # --- the inter-process lock ------------------------------------------------------------------
 
 _HOLDER = textwrap.dedent(
     """
-    import signal, sys
+    import sys, time
     from audit.store import Store
     store = Store.open(sys.argv[1])
     with store.lock():
@@ -332,7 +442,7 @@ _HOLDER = textwrap.dedent(
                         window_start="2026-10-06T00:00:00.000Z",
                         window_end="2026-10-07T00:00:00.000Z", trigger="schedule")
         print("locked", flush=True)
-        signal.pause()  # hold the lock until killed
+        time.sleep(60)
     """
 )
 
@@ -420,16 +530,15 @@ def test_sync_findings_resolves_and_reopens_with_the_same_id(store: Store) -> No
     changes = store.sync_findings("r3", [f1], window_start=ws, window_end=we)
     assert changes.resolved_ids == ["f2"]
     assert [f["id"] for f in store.open_findings()] == ["f0", "f1"]
-    row = store.db.conn.execute("SELECT status, resolved_run FROM findings WHERE id='f2'").fetchone()
-    assert row == ("resolved", "r3")
+    assert _query(store.path, "SELECT status, resolved_run FROM findings WHERE id='f2'") == [("resolved", "r3")]
 
     # f2 reappears: same id, reopened, first_seen_run kept
     changes = store.sync_findings("r4", [f1, f2], window_start=ws, window_end=we)
     assert changes.reopened_ids == ["f2"] and changes.new_ids == []
-    row = store.db.conn.execute(
-        "SELECT status, first_seen_run, last_seen_run, resolved_run FROM findings WHERE id='f2'"
-    ).fetchone()
-    assert row == ("open", "r1", "r4", None)
+    row = _query(
+        store.path, "SELECT status, first_seen_run, last_seen_run, resolved_run FROM findings WHERE id='f2'"
+    )
+    assert row == [("open", "r1", "r4", None)]
 
     retry = store.open_findings(kind="RETRY", window=(ws, we))
     assert len(retry) == 1 and retry[0]["action_ids"] == ["a2", "a3"]
@@ -470,6 +579,34 @@ def _d360_event(i: str, started_at: str, **extra: Any) -> D360Event:
     row.update(id=i, request_id=f"req-{i}", started_at=started_at, tool_name="Lookup", session_id="sess-1")
     row.update(extra)
     return cast(D360Event, row)
+
+
+def _case(i: str) -> CaseRecord:
+    return CaseRecord(id=i, status="New", is_closed=0, closed_at=None)
+
+
+def _cases_page(*ids: str, cursor: str | None = None) -> Page:
+    return Page(
+        source="test", run_id="r1", state=None if cursor is None else {"cursor": cursor},
+        cases=[_case(i) for i in ids],
+    )
+
+
+#: the tables a page writes, and the columns of sync_state a commit sets (not its clock)
+_PAGE_TABLES = {
+    "awi_records": "SELECT * FROM awi_records ORDER BY id",
+    "elf_events": "SELECT * FROM elf_events ORDER BY request_id",
+    "elf_files": "SELECT * FROM elf_files ORDER BY id",
+    "cases": "SELECT * FROM cases ORDER BY id",
+    "d360_events": "SELECT * FROM d360_events ORDER BY id",
+    "d360_steps": "SELECT * FROM d360_steps ORDER BY id",
+    "d360_sessions": "SELECT * FROM d360_sessions ORDER BY id",
+    "sync_state": "SELECT source, version, state, run_id FROM sync_state ORDER BY source",
+}
+
+
+def _page_tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    return {table: _query(path, sql) for table, sql in _PAGE_TABLES.items()}
 
 
 def test_the_store_is_a_sync_sink(store: Store) -> None:
@@ -587,10 +724,15 @@ def test_bad_log_files_are_counted_by_log_date(store: Store) -> None:
 
 
 def test_queries_on_many_ids_are_chunked(store: Store) -> None:
+    # well above SQLite's old 999 host-parameter limit, so every IN (...) must be chunked
     ids = [f"w{i:05d}" for i in range(2_345)]
-    store.commit(Page(source="test", run_id="r1", awi_records=[_awi(i, "2026-10-06T10:00:00.000Z") for i in ids]))
+    case_ids = [f"500{i:05d}" for i in range(2_345)]
+    store.commit(Page(source="test", run_id="r1", awi_records=[_awi(i, "2026-10-06T10:00:00.000Z") for i in ids],
+                      cases=[_case(i) for i in case_ids]))
     assert len(store.awi_modstamps([*ids, "nope"])) == 2_345
-    assert store.existing("awi_records", "id", ids[::2]) == set(ids[::2])
+    assert store.known_case_ids([*case_ids[::2], "nope"]) == set(case_ids[::2])
+    assert store.known_case_ids(case_ids) == set(case_ids)
+    assert set(store.cases([*case_ids, "nope"])) == set(case_ids)
 
 
 # --- actions and what is summed from them ------------------------------------------------------
@@ -661,16 +803,44 @@ def test_every_sqlite_error_leaves_the_store_as_a_one_line_store_error(tmp_path:
         s.credits_between(datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC))
 
 
+def _attempt(write: Callable[[], object]) -> tuple[float, BaseException | None]:
+    """How long `write` took, and what it raised."""
+    started = time.monotonic()
+    try:
+        write()
+    except BaseException as exc:
+        return time.monotonic() - started, exc
+    return time.monotonic() - started, None
+
+
 def test_a_locked_database_is_a_store_error(tmp_path: Path) -> None:
+    # Another connection holds the write lock past the store's busy timeout: a write waits
+    # for it (at least a second), then fails as a StoreError. The store has no public knob
+    # for its busy timeout, so the two writes wait side by side, on two stores of the file.
     path = tmp_path / "audit.db"
-    with Store.open(path) as s:
-        s.db.conn.execute("PRAGMA busy_timeout = 50")  # legacy handle: test-only, to fail fast
+    with Store.open(path) as runs, Store.open(path) as sink:
+        writes = {
+            "start_run": lambda: runs.start_run(
+                "r1", started_at="2026-10-07T02:00:00.000Z", window_start=None, window_end=None, trigger="run"
+            ),
+            "commit": lambda: sink.commit(
+                Page(source="test", run_id="r1", awi_records=[_awi("w1", "2026-10-06T10:00:00.000Z")])
+            ),
+        }
         blocker = sqlite3.connect(path, isolation_level=None)
         try:
             blocker.execute("BEGIN IMMEDIATE")
-            with pytest.raises(StoreError, match="database is locked"):
-                s.start_run("r1", started_at="2026-10-07T02:00:00.000Z", window_start=None, window_end=None, trigger="run")
-            with pytest.raises(StoreError, match="database is locked"):
-                s.commit(Page(source="test", run_id="r1", awi_records=[_awi("w1", "2026-10-06T10:00:00.000Z")]))
+            with ThreadPoolExecutor(max_workers=len(writes)) as pool:
+                futures = {name: pool.submit(_attempt, write) for name, write in writes.items()}
+                outcomes = {name: future.result(timeout=120) for name, future in futures.items()}
         finally:
             blocker.close()
+        for name, (waited, error) in outcomes.items():
+            assert isinstance(error, StoreError), name
+            assert "database is locked" in str(error) and str(path) in str(error), name
+            assert waited >= 1.0, name  # it waited for the lock before giving up
+        assert runs.get_run("r1") is None and sink.awi_modstamps(["w1"]) == {}
+        # the lock released, the same stores write again
+        for write in writes.values():
+            write()
+        assert runs.get_run("r1") is not None and set(sink.awi_modstamps(["w1"])) == {"w1"}
