@@ -91,6 +91,53 @@ def test_output_does_not_depend_on_hash_seed_or_global_random(tmp_path: Path) ->
     assert _tree_digest(tmp_path / "a") == _tree_digest(tmp_path / "b")
 
 
+def test_same_seed_gives_identical_data360_bytes(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        generate_snapshot(tmp_path / name, seed=3, actions=300, days=2, source="data360",
+                          family="std_dmo", api_version="67.0")
+    digest_a, digest_b = _tree_digest(tmp_path / "a"), _tree_digest(tmp_path / "b")
+    assert digest_a == digest_b
+    assert {"labels_data360.json", "data360/computeConsumption.json",
+            "objects/TenantConsumptionAlert.jsonl"} <= set(digest_a)
+
+
+def test_fixtures_package_stays_small_and_independent() -> None:
+    """No function over 60 lines, no module over 500, short module docstrings, `__all__`,
+    and nothing imported from `audit` or `connector` (the labels are ground truth)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "fixtures"
+    problems = []
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        tree = ast.parse(text)
+        name = path.relative_to(root.parent)
+        if len(text.splitlines()) > 500:
+            problems.append(f"{name}: {len(text.splitlines())} lines")
+        doc = ast.get_docstring(tree)
+        if not doc or len(doc.splitlines()) > 2:
+            problems.append(f"{name}: module docstring must be one or two lines")
+        if "__all__" not in text:
+            problems.append(f"{name}: no __all__")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                assert node.end_lineno is not None
+                size = node.end_lineno - node.lineno + 1
+                if size > 60:
+                    problems.append(f"{name}:{node.lineno} {node.name}: {size} lines")
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                modules = (
+                    [a.name for a in node.names] if isinstance(node, ast.Import)
+                    else [node.module or ""] if node.level == 0 else []
+                )
+                problems += [
+                    f"{name}:{node.lineno} imports {m}"
+                    for m in modules
+                    if m.split(".")[0] in ("audit", "connector")
+                ]
+    assert not problems, "\n".join(problems)
+
+
 def test_different_seed_differs(tmp_path: Path) -> None:
     generate_snapshot(tmp_path / "a", seed=5, actions=800, days=3)
     generate_snapshot(tmp_path / "b", seed=6, actions=800, days=3)
