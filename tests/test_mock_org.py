@@ -288,7 +288,11 @@ def test_limit_info_header_and_limits(authed: httpx.Client, org: MockOrg) -> Non
     org.faults.api_usage(14000, 15000)
     first = authed.get(f"/services/data/v{VERSION}/limits")
     assert first.headers["Sforce-Limit-Info"] == "api-usage=14001/15000"
-    assert first.json() == {"DailyApiRequests": {"Max": 15000, "Remaining": 999}}
+    limits = first.json()
+    assert limits["DailyApiRequests"] == {"Max": 15000, "Remaining": 999}
+    # Salesforce lists every limit as {"Max", "Remaining"}; the others do not move
+    assert {"DailyBulkApiBatches", "DataStorageMB", "FileStorageMB", "SingleEmail"} <= set(limits)
+    assert all(set(v) == {"Max", "Remaining"} and v["Remaining"] <= v["Max"] for v in limits.values())
     second = authed.get(f"{Q}/", params={"q": "SELECT Id FROM Case"})
     assert second.headers["Sforce-Limit-Info"] == "api-usage=14002/15000"
 
