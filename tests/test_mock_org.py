@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
 import os
 import signal
@@ -288,7 +289,11 @@ def test_limit_info_header_and_limits(authed: httpx.Client, org: MockOrg) -> Non
     org.faults.api_usage(14000, 15000)
     first = authed.get(f"/services/data/v{VERSION}/limits")
     assert first.headers["Sforce-Limit-Info"] == "api-usage=14001/15000"
-    assert first.json() == {"DailyApiRequests": {"Max": 15000, "Remaining": 999}}
+    limits = first.json()
+    assert limits["DailyApiRequests"] == {"Max": 15000, "Remaining": 999}
+    # Salesforce lists every limit as {"Max", "Remaining"}; the others do not move
+    assert {"DailyBulkApiBatches", "DataStorageMB", "FileStorageMB", "SingleEmail"} <= set(limits)
+    assert all(set(v) == {"Max", "Remaining"} and v["Remaining"] <= v["Max"] for v in limits.values())
     second = authed.get(f"{Q}/", params={"q": "SELECT Id FROM Case"})
     assert second.headers["Sforce-Limit-Info"] == "api-usage=14002/15000"
 
@@ -740,6 +745,208 @@ def test_concurrent_requests_are_safe(running: Any, app_key: Any, org: MockOrg) 
         thread.join()
     assert errors == []
     assert len(org.records("Case")) == 1 + 30
+
+
+# ------------------------------------------------- what real clients send (raw HTTP/1.1)
+
+
+def _tls_socket(live: Any) -> ssl.SSLSocket:
+    context = ssl.create_default_context(cafile=str(live.ca_pem))
+    raw = socket.create_connection((live.host, live.port), timeout=10)
+    return context.wrap_socket(raw, server_hostname=live.host)
+
+
+def _read_response(sock: ssl.SSLSocket, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    """One response off a kept-alive socket (requests go one at a time: nothing read ahead)."""
+    response = http.client.HTTPResponse(sock, method=method)  # type: ignore[arg-type]
+    response.begin()
+    body = response.read()
+    return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+
+
+def _chunked(body: bytes, size: int = 100) -> bytes:
+    parts = [b"%x\r\n%s\r\n" % (len(body[i:i + size]), body[i:i + size])
+             for i in range(0, len(body), size)]
+    return b"".join(parts) + b"0\r\n\r\n"
+
+
+def _head_lines(live: Any, method: str, path: str, *extra: str) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {live.host}:{live.port}", *extra, "", ""]
+    return "\r\n".join(lines).encode()
+
+
+def test_chunked_jwt_token_post_then_more_requests_on_the_same_connection(
+        running: Any, app_key: Any) -> None:
+    """`sf org login jwt` sends its token request chunked, without Content-Length."""
+    form = str(httpx.QueryParams(_token_form(make_jwt(app_key[0], running.url)))).encode()
+    with _tls_socket(running) as sock:
+        sock.sendall(_head_lines(running, "POST", "/services/oauth2/token",
+                                 "Content-Type: application/x-www-form-urlencoded",
+                                 "Transfer-Encoding: chunked") + _chunked(form))
+        status, _, body = _read_response(sock)
+        assert status == 200, body
+        token = json.loads(body)["access_token"]
+        # the same connection answers the next request: nothing of the body was left unread
+        sock.sendall(_head_lines(running, "GET", f"/services/data/v{VERSION}/limits",
+                                 f"Authorization: Bearer {token}"))
+        status, headers, body = _read_response(sock)
+        assert status == 200 and json.loads(body)["DailyApiRequests"]["Max"] == 15000
+        assert headers["sforce-limit-info"].startswith("api-usage=")
+        # a body the org ignores (a chunked GET) is still read to its end
+        sock.sendall(_head_lines(running, "GET", "/services/data/", "Transfer-Encoding: chunked")
+                     + _chunked(b"x" * 1000))
+        assert _read_response(sock)[0] == 200
+        sock.sendall(_head_lines(running, "GET", "/services/data/"))
+        assert _read_response(sock)[0] == 200
+
+
+def test_expect_100_continue(running: Any, app_key: Any) -> None:
+    form = str(httpx.QueryParams(_token_form(make_jwt(app_key[0], running.url)))).encode()
+    with _tls_socket(running) as sock:
+        sock.sendall(_head_lines(running, "POST", "/services/oauth2/token",
+                                 "Content-Type: application/x-www-form-urlencoded",
+                                 f"Content-Length: {len(form)}", "Expect: 100-continue"))
+        interim = b""
+        while not interim.endswith(b"\r\n\r\n"):
+            interim += sock.recv(1)
+        assert interim.startswith(b"HTTP/1.1 100 ")
+        sock.sendall(form)
+        status, _, body = _read_response(sock)
+        assert status == 200 and "access_token" in json.loads(body)
+
+
+def test_head_answers_like_get_without_a_body(authed: httpx.Client, running: Any,
+                                              org: MockOrg) -> None:
+    token = authed.headers["Authorization"]
+    get = authed.get(f"/services/data/v{VERSION}/limits")
+    with _tls_socket(running) as sock:
+        for path in (f"/services/data/v{VERSION}/limits", "/services/data/",
+                     f"/services/data/v{VERSION}/sobjects/EventLogFile/{ELF_ID}/LogFile"):
+            sock.sendall(_head_lines(running, "HEAD", path, f"Authorization: {token}"))
+            status, headers, body = _read_response(sock, "HEAD")
+            assert status == 200 and body == b"", path
+        assert headers["content-length"] == str(len(_csv(4000)))  # the LogFile's length
+        sock.sendall(_head_lines(running, "HEAD", f"/services/data/v{VERSION}/limits",
+                                 f"Authorization: {token}"))
+        _, headers, _ = _read_response(sock, "HEAD")
+        assert headers["content-length"] == get.headers["content-length"]
+        sock.sendall(_head_lines(running, "GET", "/services/data/"))
+        assert _read_response(sock)[0] == 200
+    assert [e.method for e in org.request_log.matching("/limits")][-1] == "HEAD"
+    assert authed.head(f"/services/data/v{VERSION}/limits",
+                       headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+def test_malformed_request_is_refused_and_the_server_survives(running: Any) -> None:
+    with _tls_socket(running) as sock:
+        sock.sendall(b"GET /services/data/ HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")
+        status, _, _ = _read_response(sock)
+        assert status == 400
+    with _client(running) as http_client:
+        assert http_client.get("/services/data/").status_code == 200
+
+
+# -------------------------------------------------- shapes real clients read
+
+
+def test_columns_true_answers_column_metadata(authed: httpx.Client, org: MockOrg) -> None:
+    q = "SELECT Id, Name, IsSandbox, CreatedBy.Name, CreatedBy.Username FROM Organization"
+    body = authed.get(f"{Q}/", params={"q": q, "columns": "true"}).json()
+    assert set(body) == {"columnMetadata", "entityName", "groupBy", "idSelected", "keyPrefix"}
+    assert (body["entityName"], body["keyPrefix"], body["idSelected"]) == ("Organization", "00D", True)
+    columns = body["columnMetadata"]
+    assert [c["columnName"] for c in columns] == ["Id", "Name", "IsSandbox", "CreatedBy"]
+    assert columns[0]["apexType"] == "Id" and columns[2]["booleanType"] is True
+    assert columns[1]["textType"] is True and columns[1]["joinColumns"] == []
+    created_by = columns[3]
+    assert created_by["apexType"] is None and created_by["foreignKeyName"] == "CreatedById"
+    assert [c["columnName"] for c in created_by["joinColumns"]] == ["Name", "Username"]
+    assert "records" not in body
+    # the records themselves: the parent as a nested record
+    [record] = authed.get(f"{Q}/", params={"q": q}).json()["records"]
+    assert record["CreatedBy"]["attributes"]["type"] == "User"
+    assert record["CreatedBy"]["Username"] == USERNAME
+    assert list(record) == ["attributes", "Id", "Name", "IsSandbox", "CreatedBy"]
+    bad = authed.get(f"{Q}/", params={"q": "SELECT Nope FROM Case", "columns": "true"})
+    assert bad.status_code == 400 and bad.json()[0]["errorCode"] == "INVALID_FIELD"
+    count = authed.get(f"{Q}/", params={"q": "SELECT COUNT() FROM Case", "columns": "true"})
+    assert count.json()["columnMetadata"] == []
+    assert [e.records for e in org.request_log.matching("/query")][-1] is None
+
+
+def test_parent_relationship_errors_are_salesforces(authed: httpx.Client) -> None:
+    for q, message in (("SELECT Owner.Name FROM Case", "Didn't understand relationship 'Owner'"),
+                       ("SELECT CreatedBy.Nope FROM Organization", "No such column 'Nope' on entity 'User'"),
+                       ("SELECT Id FROM Organization WHERE CreatedBy.Name = 'x'",
+                        "Didn't understand relationship 'CreatedBy'")):
+        response = authed.get(f"{Q}/", params={"q": q})
+        assert response.status_code == 400 and message in response.json()[0]["message"], q
+
+
+def test_organization_and_user_standard_fields(authed: httpx.Client) -> None:
+    q = ("SELECT Name, InstanceName, IsSandbox, TrialExpirationDate, NamespacePrefix, "
+         "OrganizationType FROM Organization")
+    [org_row] = authed.get(f"{Q}/", params={"q": q}).json()["records"]
+    assert org_row["IsSandbox"] is True and org_row["InstanceName"]
+    assert org_row["TrialExpirationDate"] is None and org_row["NamespacePrefix"] is None
+    q = f"SELECT Id, Username, Name, Email, IsActive FROM User WHERE Username = '{USERNAME}'"
+    [user] = authed.get(f"{Q}/", params={"q": q}).json()["records"]
+    assert user["Username"] == USERNAME and user["IsActive"] is True
+    assert user["Id"].startswith("005") and user["Email"] == USERNAME
+
+
+def test_identity_url_and_userinfo(client: httpx.Client, running: Any, app_key: Any) -> None:
+    token_body = client.post("/services/oauth2/token",
+                             data=_token_form(make_jwt(app_key[0], running.url))).json()
+    bearer = {"Authorization": f"Bearer {token_body['access_token']}"}
+    identity = client.get(token_body["id"], headers=bearer)
+    assert identity.status_code == 200
+    body = identity.json()
+    assert body["id"] == token_body["id"] and body["username"] == USERNAME
+    assert body["organization_id"] == to18(ORG_ID) and body["user_id"].startswith("005")
+    assert body["urls"]["rest"] == f"{running.url}/services/data/v{{version}}/"
+    latest = client.get(token_body["id"], params={"version": "latest"}, headers=bearer).json()
+    assert latest["urls"]["query"] == f"{running.url}/services/data/v{VERSION}/query/"
+    info = client.get("/services/oauth2/userinfo", headers=bearer).json()
+    assert info["sub"] == token_body["id"] and info["preferred_username"] == USERNAME
+    assert info["user_id"] == body["user_id"] and info["organization_id"] == to18(ORG_ID)
+    assert client.get("/services/oauth2/userinfo").status_code == 403
+    assert client.get(token_body["id"], headers={"Authorization": "Bearer nope"}).text == "Bad_OAuth_Token"
+    other = token_body["id"].rsplit("/", 1)[0] + "/005000000000001AAA"
+    assert client.get(other, headers=bearer).status_code == 404
+
+
+def test_describe_is_shaped_like_salesforces(authed: httpx.Client) -> None:
+    body = authed.get(f"/services/data/v{VERSION}/sobjects/AgentWorkItem/describe").json()
+    assert body["keyPrefix"] == "0Bz" and body["label"] == "Agent Work Item"
+    assert body["urls"]["describe"] == f"/services/data/v{VERSION}/sobjects/AgentWorkItem/describe"
+    assert {"createable", "updateable", "childRelationships", "recordTypeInfos"} <= set(body)
+    fields = {f["name"]: f for f in body["fields"]}
+    assert fields["SystemModstamp"]["label"] == "System Modstamp"
+    assert fields["SystemModstamp"]["soapType"] == "xsd:dateTime"
+    assert fields["Id"]["soapType"] == "tns:ID" and fields["Id"]["createable"] is False
+    assert fields["TokensConsumed__c"]["updateable"] is True
+    channel = fields["Channel__c"]
+    assert {v["value"] for v in channel["picklistValues"]} == {"Text", "Voice"}
+    case = authed.get(f"/services/data/v{VERSION}/sobjects/Case/describe").json()
+    assert {v["value"] for v in {f["name"]: f for f in case["fields"]}["Status"]["picklistValues"]} >= {"New", "Closed"}
+    org_body = authed.get(f"/services/data/v{VERSION}/sobjects/Organization/describe").json()
+    created_by = {f["name"]: f for f in org_body["fields"]}["CreatedById"]
+    assert created_by["referenceTo"] == ["User"] and created_by["relationshipName"] == "CreatedBy"
+    user = authed.get(f"/services/data/v{VERSION}/sobjects/User/describe").json()
+    assert {"Organization"} <= {r["childSObject"] for r in user["childRelationships"]}
+    listing = authed.get(f"/services/data/v{VERSION}/sobjects").json()["sobjects"]
+    assert {s["name"]: s["keyPrefix"] for s in listing}["User"] == "005"
+
+
+def test_tooling_query(authed: httpx.Client) -> None:
+    q = ("SELECT Id, Status, SandboxName, SandboxOrganization FROM SandboxProcess "
+         f"WHERE SandboxOrganization = '{ORG_ID}'")
+    body = authed.get(f"/services/data/v{VERSION}/tooling/query", params={"q": q}).json()
+    assert body == {"size": 0, "totalSize": 0, "done": True, "queryLocator": None,
+                    "entityTypeName": "SandboxProcess", "records": []}
+    wrong = authed.get(f"/services/data/v{VERSION}/tooling/query", params={"q": "SELECT Id FROM Case"})
+    assert wrong.status_code == 400 and wrong.json()[0]["errorCode"] == "INVALID_TYPE"
 
 
 # ------------------------------------------------------------------------- server

@@ -3,7 +3,6 @@ certificate), the access tokens it issues, and the bearer check on every API cal
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import threading
 import time
@@ -15,7 +14,6 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from .http import MockRequest, MockResponse, json_response
 from .snapshot import OrgInfo
-from .soql import to18
 
 __all__ = ["JWT_GRANT_TYPE", "OAuth", "Token", "oauth_error"]
 
@@ -121,8 +119,7 @@ class OAuth:
 
     def user_id(self) -> str:
         """The integration user's id, stable for a username (the token's ``id`` URL)."""
-        digest = int(hashlib.sha256(self.info.username.encode()).hexdigest(), 16) % 10**8
-        return to18(f"005MOCK{digest:08d}")
+        return self.info.user_id
 
     def authorise(self, req: MockRequest, limit: int | None) -> bool:
         """Whether the request carries a live token (counts the call against it); a token

@@ -5,12 +5,17 @@ the same object serves in-process calls in unit tests and the threaded HTTPS ser
 ``connector.mock.server``. Endpoints:
 
 * ``POST /services/oauth2/token`` — OAuth 2.0 JWT bearer (RS256 against ``app.crt``);
+* ``GET /services/oauth2/userinfo`` and the identity URL ``/id/<org id>/<user id>``;
 * ``GET /services/data/`` — API versions up to the org's release;
-* ``GET /services/data/vXX.X/query[/]?q=…`` and ``…/query/<locator>-<offset>`` pages;
+* ``GET /services/data/vXX.X/query[/]?q=…`` and ``…/query/<locator>-<offset>`` pages
+  (``&columns=true``: the query's ``columnMetadata``), ``tooling/query`` alike;
 * ``GET /services/data/vXX.X/sobjects[/<obj>/describe | /<obj>/<id>]``;
 * ``GET /services/data/vXX.X/sobjects/EventLogFile/<id>/LogFile`` (streamed, gzip on
   ``Accept-Encoding: gzip``);
 * ``GET /services/data/vXX.X/limits``.
+
+``HEAD`` is answered like ``GET`` without the body. Organization and User carry the
+standard fields real clients (the Salesforce CLI among them) read.
 
 Every ``/services/data/vXX.X`` call needs a bearer token from the token endpoint, counts
 against the daily allowance and carries ``Sforce-Limit-Info: api-usage=N/M``. Faults
@@ -49,6 +54,8 @@ from .http import (
     not_found,
     sf_error,
 )
+from .identity import Identity
+from .limits import limits_body
 from .logfiles import LOGFILE_CHUNK, logfile_response
 from .mutations import Mutations
 from .oauth import JWT_GRANT_TYPE, OAuth
@@ -56,7 +63,8 @@ from .query import QueryPager
 from .snapshot import OrgInfo, load_public_key, logfile_paths, read_objects
 from .sobjects import KNOWN_FIELDS, describe_response, retrieve_response, sobjects_response
 from .soql import Table
-from .store import Store, organization_table
+from .store import Store, integration_user, organization_table, user_table
+from .tooling import tooling_tables
 
 __all__ = [
     "MockOrg",
@@ -118,10 +126,13 @@ class MockOrg:
         clock = clock or (lambda: datetime.now(timezone.utc))
         self._store = Store(self._lock, clock, (tables or {}).values(), logfiles or {})
         self._store.tables["organization"] = organization_table(info)
+        self._store.tables["user"] = user_table(info)
+        self._tooling = tooling_tables()
         self._store.add_logfile_field()
         self._oauth = OAuth(info, public_key, self._lock)
         self._pager = QueryPager(self._lock)
         self._mutations = Mutations(self._store)
+        self._identity = Identity(info, self._has_token)
         #: the Data 360 side (token exchange + tenant), from DIR/data360 (connector.mock.data360)
         self.data360: Any = None
 
@@ -151,6 +162,8 @@ class MockOrg:
         )
         for sobject, records in read_objects(root):
             org._store.load_object(sobject, records)
+        if org._tables["user"].find(info.user_id) is None:  # a User.jsonl without them
+            org._store.add_records("User", [integration_user(info)])
         org._store.logfiles.update(logfile_paths(root))
         org.data360 = Data360Tenant.from_snapshot(root, core_token_ok=org._has_token)
         target = org.faults.republish_id
@@ -212,7 +225,8 @@ class MockOrg:
 
     # ---------------------------------------------------------------- dispatch
     def handle(self, req: MockRequest) -> MockResponse:
-        """Answer one request (thread-safe)."""
+        """Answer one request (thread-safe). ``HEAD`` is answered as ``GET`` would be,
+        with the body's ``Content-Length`` and no body."""
         routed = self._route(req)
         response = routed.response
         if req.path.startswith("/services/data"):
@@ -228,6 +242,8 @@ class MockOrg:
         self.request_log.append(
             LoggedRequest(req.method, req.path, urlencode(req.query), response.status, records)
         )
+        if req.method == "HEAD":
+            _drop_body(response)
         hook = self.on_request
         if hook is not None:
             hook(req, routed.page_no)
@@ -237,6 +253,8 @@ class MockOrg:
         path = req.path
         if path == "/services/oauth2/token":
             return _Routed(self._oauth.token_endpoint(req))
+        if self._identity.serves(path):
+            return _Routed(self._identity.handle(req))
         if path in ("/services/data", "/services/data/"):
             return _Routed(self._versions())
         if self.data360 is not None and self.data360.serves(path):
@@ -264,7 +282,7 @@ class MockOrg:
             return _Routed(not_found())
         version = version_text[1:]
         parts = [p for p in rest.split("/") if p]
-        if req.method != "GET":
+        if req.method not in ("GET", "HEAD"):
             return _Routed(
                 sf_error(
                     405,
@@ -279,7 +297,11 @@ class MockOrg:
             return _Routed(self._resources(version))
         head, args = parts[0], parts[1:]
         if head in ("query", "queryAll") and not args:
+            if req.query.get("columns", "").lower() == "true":
+                return _Routed(self._columns(req, version))
             return _Routed(self._query_first(req, version), page_no=0)
+        if head == "tooling":
+            return _Routed(self._tooling_query(req, version, args))
         if head in ("query", "queryAll") and len(args) == 1:
             page = self._pager.next(args[0])
             return _Routed(page.response, page.page_no)
@@ -304,15 +326,29 @@ class MockOrg:
 
     def _resources(self, version: str) -> MockResponse:
         base = f"/services/data/v{version}"
-        return json_response(
-            200, {name: f"{base}/{name}" for name in ("sobjects", "query", "queryAll", "limits")}
-        )
+        names = ("tooling", "sobjects", "query", "queryAll", "limits")
+        resources = {name: f"{base}/{name}" for name in names}
+        resources["identity"] = f"/id/{self.info.organization_id}/{self.info.user_id}"
+        return json_response(200, resources)
 
     def _limits(self) -> MockResponse:
-        used, total = self.faults.usage()
-        return json_response(
-            200, {"DailyApiRequests": {"Max": total, "Remaining": max(0, total - used)}}
-        )
+        return json_response(200, limits_body(*self.faults.usage()))
+
+    def _columns(self, req: MockRequest, version: str) -> MockResponse:
+        """``query?q=…&columns=true``: no records, no locator, no query faults."""
+        return self._pager.first(
+            req, version, self._tables, self.page_size, self.long_text_page_size
+        ).response
+
+    def _tooling_query(self, req: MockRequest, version: str, args: list[str]) -> MockResponse:
+        """``tooling/query?q=…`` and its ``nextRecordsUrl`` pages, over the Tooling objects."""
+        if args == ["query"]:
+            return self._pager.first(
+                req, version, self._tooling, self.page_size, None, tooling=True
+            ).response
+        if len(args) == 2 and args[0] == "query":
+            return self._pager.next(args[1]).response
+        return not_found()
 
     def _query_first(self, req: MockRequest, version: str) -> MockResponse:
         first = self._pager.first(
@@ -337,7 +373,8 @@ class MockOrg:
             if table is None:
                 return not_found()
             if len(args) == 2 and args[1] == "describe":
-                return describe_response(table, float(version))
+                others = list(self._tables.values())
+                return describe_response(table, float(version), others, version)
             if len(args) == 2:
                 return retrieve_response(req, table, args[1], version)
             if len(args) == 3:
@@ -359,6 +396,18 @@ class MockOrg:
         if plan is not None:
             self.republish(plan)
         return response
+
+
+def _drop_body(response: MockResponse) -> None:
+    """Turn a GET answer into its HEAD answer: same headers (the length kept), no body."""
+    body = response.body
+    if isinstance(body, bytes):
+        response.headers.setdefault("Content-Length", str(len(body)))
+    else:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()  # a generator reading a log file: let it close the file
+    response.body = b""
 
 
 def _release_label(major: int) -> str:

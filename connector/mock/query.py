@@ -1,5 +1,6 @@
 """REST ``query``/``queryAll`` for the mock org: runs the SOQL, pages the result and keeps
-the query locators that ``nextRecordsUrl`` pages are served from."""
+the query locators that ``nextRecordsUrl`` pages are served from; answers ``columns=true``
+with the query's ``columnMetadata``; serves the Tooling API's ``tooling/query`` alike."""
 
 from __future__ import annotations
 
@@ -11,9 +12,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .http import MockRequest, MockResponse, json_response, sf_error
-from .soql import QueryResult, SoqlError, Table, execute, parse
+from .sobjects import KEY_PREFIXES
+from .soql import (
+    NUMBER_TYPES,
+    STRING_TYPES,
+    FieldDef,
+    QueryResult,
+    Relation,
+    SoqlError,
+    Table,
+    execute,
+    parse,
+)
 
-__all__ = ["MAX_OPEN_LOCATORS", "Locator", "FirstPage", "NextPage", "QueryPager"]
+__all__ = [
+    "MAX_OPEN_LOCATORS",
+    "Locator",
+    "FirstPage",
+    "NextPage",
+    "QueryPager",
+    "column_metadata",
+]
 
 #: like Salesforce, only so many locators stay open; the oldest unused one goes first
 MAX_OPEN_LOCATORS = 200
@@ -26,6 +45,7 @@ class Locator:
     result: QueryResult
     page_size: int
     api_version: str
+    tooling: bool = False
 
 
 @dataclass
@@ -65,8 +85,11 @@ class QueryPager:
         tables: Mapping[str, Table],
         page_size: int,
         long_text_page_size: int | None,
+        *,
+        tooling: bool = False,
     ) -> FirstPage:
-        """``GET …/query?q=…``: the first page (a locator if there are more)."""
+        """``GET …/query?q=…``: the first page (a locator if there are more); with
+        ``columns=true`` the query's columns instead of its records."""
         text = req.query.get("q")
         if not text:
             return FirstPage(sf_error(400, "MALFORMED_QUERY", "A query string has to be specified"))
@@ -76,8 +99,10 @@ class QueryPager:
                 result = execute(query, tables, float(version))
         except SoqlError as exc:
             return FirstPage(json_response(400, exc.body()))
+        if req.query.get("columns", "").lower() == "true":
+            return FirstPage(json_response(200, column_metadata(result)))
         size = _page_size_for(req, result, page_size, long_text_page_size)
-        locator = Locator(result, size, version)
+        locator = Locator(result, size, version, tooling)
         response = self._page(locator, self._new_locator_id(locator), 0)
         first_page = [] if result.count_only else result.records[: locator.page_size]
         return FirstPage(response, result.table_name.lower(), first_page)
@@ -113,14 +138,19 @@ class QueryPager:
         stop = min(offset + locator.page_size, result.total_size)
         if result.count_only:
             stop = result.total_size
-        payload: dict[str, Any] = {
-            "totalSize": result.total_size,
-            "done": stop >= result.total_size,
-        }
-        if stop < result.total_size:
+        done = stop >= result.total_size
+        payload: dict[str, Any] = {}
+        if locator.tooling:  # the Tooling API says a little more about each page
+            payload["size"] = result.total_size
+        payload.update(totalSize=result.total_size, done=done)
+        api = "tooling/query" if locator.tooling else "query"
+        if not done:
             payload["nextRecordsUrl"] = (
-                f"/services/data/v{locator.api_version}/query/{locator_id}-{stop}"
+                f"/services/data/v{locator.api_version}/{api}/{locator_id}-{stop}"
             )
+        if locator.tooling:
+            payload["queryLocator"] = None if done else f"{locator_id}-{stop}"
+            payload["entityTypeName"] = result.table_name
         payload["records"] = result.render(offset, stop, locator.api_version)
         return json_response(200, payload)
 
@@ -139,3 +169,48 @@ def _page_size_for(
     if result.long_text and long_text_page_size:
         size = min(size, long_text_page_size)
     return size
+
+
+def column_metadata(result: QueryResult) -> dict[str, Any]:
+    """What ``query?q=…&columns=true`` answers: the SELECT list's columns, a parent
+    relationship as one column whose ``joinColumns`` are the parent's fields."""
+    columns = [] if result.count_only else result.columns
+    return {
+        "columnMetadata": [_column(c) for c in columns],
+        "entityName": result.table_name,
+        "groupBy": False,
+        "idSelected": any(isinstance(c, FieldDef) and c.name == "Id" for c in columns),
+        "keyPrefix": KEY_PREFIXES.get(result.table_name),
+    }
+
+
+def _column(column: FieldDef | Relation) -> dict[str, Any]:
+    if isinstance(column, Relation):
+        return {
+            "aggregate": False,
+            "apexType": None,
+            "booleanType": False,
+            "columnName": column.name,
+            "custom": column.name.endswith("__r"),
+            "displayName": column.name,
+            "foreignKeyName": column.reference.name,
+            "insertable": False,
+            "joinColumns": [_column(f) for f in column.fields],
+            "numberType": False,
+            "textType": False,
+            "updatable": False,
+        }
+    return {
+        "aggregate": False,
+        "apexType": column.apex_type,
+        "booleanType": column.type == "boolean",
+        "columnName": column.name,
+        "custom": column.name.endswith("__c"),
+        "displayName": column.name,
+        "foreignKeyName": None,
+        "insertable": column.is_updateable,
+        "joinColumns": [],
+        "numberType": column.type in NUMBER_TYPES,
+        "textType": column.type in STRING_TYPES or column.type == "textarea",
+        "updatable": column.is_updateable,
+    }

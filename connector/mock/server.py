@@ -1,5 +1,13 @@
 """HTTPS front end for ``MockOrg``: a threaded HTTP/1.1 server on loopback.
 
+HTTP/1.1 itself is h11's job (the sans-I/O protocol library httpx's stack is built on):
+it parses requests, decodes ``Content-Length`` and ``Transfer-Encoding: chunked`` bodies,
+frames responses (chunked when a streamed body has no length), knows a ``HEAD`` answer has
+no body and tracks ``Expect: 100-continue``. This module only moves bytes between a TLS
+socket and h11 and hands each complete request to ``MockOrg.handle``. Every request body
+is read to its end before the answer goes out, so a kept-alive connection never carries
+unread bytes into the next request.
+
 ``serve(org, tls_dir=…)`` starts it in a background thread and returns a
 ``RunningMockOrg`` (a context manager). TLS uses a throw-away CA from ``trustme`` whose
 certificate is written to ``tls_dir/ca.pem`` only once the port accepts connections (via a
@@ -9,116 +17,205 @@ exactly that file. ``main`` is the blocking entry point behind ``audit mock-org`
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import os
 import signal
 import socket
+import socketserver
 import ssl
 import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import h11
 import trustme
 
 from .faults import Faults, TruncatedBody
 from .http import Headers, MockRequest, MockResponse
 from .org import MockOrg
 
-__all__ = ["serve", "main", "RunningMockOrg", "MockOrgServer"]
+__all__ = ["serve", "main", "RunningMockOrg", "MockOrgServer", "MAX_BODY_BYTES"]
 
 _log = logging.getLogger(__name__)
 IDLE_TIMEOUT_S = 60.0
+SERVER_HEADER = "MockSalesforce/1.0"
+#: a larger request body is refused with 413 and the connection closed
+MAX_BODY_BYTES = 32 * 1024 * 1024
+_RECV_BYTES = 64 * 1024
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """Turns each HTTP request into a ``MockRequest`` and writes the ``MockResponse``."""
+class _ClientGone(Exception):
+    """The client closed the connection or broke the protocol: stop serving it."""
 
-    protocol_version = "HTTP/1.1"
-    server_version = "MockSalesforce/1.0"
-    sys_version = ""
-    timeout = IDLE_TIMEOUT_S
-    server: MockOrgServer
 
-    def log_message(self, format: str, *args: Any) -> None:
-        _log.debug("%s - %s", self.address_string(), format % args)
+class _Connection:
+    """One kept-alive TLS connection: request after request until either side closes."""
 
-    def do_GET(self) -> None:
-        self._dispatch()
+    def __init__(self, sock: ssl.SSLSocket, server: MockOrgServer) -> None:
+        self.sock = sock
+        self.server = server
+        self.h11 = h11.Connection(h11.SERVER)
 
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
-
-    def _dispatch(self) -> None:
-        request = self._read_request()
+    def serve(self) -> None:
         try:
-            response = self.server.org.handle(request)
-        except Exception:  # a bug in the mock must not kill the connection silently
-            _log.exception("mock org failed on %s %s", request.method, request.path)
-            response = MockResponse(
-                500,
-                Headers({"Content-Type": "application/json"}),
-                b'[{"message":"mock org error","errorCode":"UNKNOWN_EXCEPTION"}]',
-            )
-        self._write_response(response)
+            while True:
+                request = self._read_request()
+                if request is None:
+                    return
+                self._respond(request, self._answer(request))
+                if self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
+                    return  # Connection: close, an HTTP/1.0 client, or a refused body
+                self.h11.start_next_cycle()
+        except _ClientGone as exc:
+            _log.debug("connection ends: %s", exc)
+        except (OSError, ssl.SSLError) as exc:  # reset, broken pipe, idle timeout
+            _log.debug("connection dropped: %s", exc)
 
-    def _read_request(self) -> MockRequest:
-        parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        host = self.headers.get("Host") or f"{self.server.host}:{self.server.port}"
+    # ------------------------------------------------------------------ reading
+    def _next_event(self) -> Any:
+        """The next h11 event, receiving (and sending ``100 Continue``) as needed."""
+        while True:
+            try:
+                event = self.h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                self._refuse(exc.error_status_hint, str(exc))
+                raise _ClientGone(f"bad request: {exc}") from None
+            if event is not h11.NEED_DATA:
+                return event
+            if self.h11.they_are_waiting_for_100_continue:
+                self._send(h11.InformationalResponse(status_code=100, headers=[]))
+            self.h11.receive_data(self.sock.recv(_RECV_BYTES))
+
+    def _read_request(self) -> MockRequest | None:
+        """The next complete request, body included; None once the client has closed."""
+        event = self._next_event()
+        if isinstance(event, h11.ConnectionClosed):
+            return None
+        if not isinstance(event, h11.Request):
+            raise _ClientGone(f"unexpected {type(event).__name__}")
+        body = bytearray()
+        while True:
+            part = self._next_event()
+            if isinstance(part, h11.Data):
+                body += part.data
+                if len(body) > MAX_BODY_BYTES:
+                    self._refuse(413, "request body too large")
+                    raise _ClientGone("request body too large")
+            elif isinstance(part, h11.EndOfMessage):
+                break
+            else:
+                raise _ClientGone("connection closed mid-body")
+        return self._mock_request(event, bytes(body))
+
+    def _mock_request(self, event: h11.Request, body: bytes) -> MockRequest:
+        target = event.target.decode("ascii", "replace")
+        parts = urlsplit(target)
+        headers = Headers(
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in event.headers.raw_items()
+        )
+        host = headers.get("Host") or f"{self.server.host}:{self.server.port}"
         return MockRequest(
-            method=self.command,
+            method=event.method.decode("ascii"),
             path=unquote(parts.path),
             query=dict(parse_qsl(parts.query, keep_blank_values=True)),
-            headers=Headers(self.headers.items()),
+            headers=headers,
             body=body,
             base_url=f"https://{host}",
         )
 
-    def _write_response(self, response: MockResponse) -> None:
-        self.send_response(response.status)
+    # ------------------------------------------------------------------ answering
+    def _answer(self, request: MockRequest) -> MockResponse:
+        try:
+            return self.server.org.handle(request)
+        except Exception:  # a bug in the mock must not kill the connection silently
+            _log.exception("mock org failed on %s %s", request.method, request.path)
+            return MockResponse(
+                500,
+                Headers({"Content-Type": "application/json"}),
+                b'[{"message":"mock org error","errorCode":"UNKNOWN_EXCEPTION"}]',
+            )
+
+    def _respond(self, request: MockRequest, response: MockResponse) -> None:
         body = response.body
         headers = Headers(response.headers)
-        if isinstance(body, bytes):
+        headers.setdefault("Date", email.utils.formatdate(usegmt=True))
+        headers.setdefault("Server", SERVER_HEADER)
+        head_only = request.method == "HEAD"
+        if isinstance(body, bytes) and not (head_only and "Content-Length" in headers):
             headers["Content-Length"] = str(len(body))
-        chunked = not isinstance(body, bytes) and "Content-Length" not in headers
-        if chunked:
-            headers["Transfer-Encoding"] = "chunked"
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if isinstance(body, bytes):
-            self.wfile.write(body)
-            return
-        self._stream(body, chunked)
+        if head_only and not isinstance(body, bytes):
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()  # a streamed body that is never sent: release its file
+        start = self._event_bytes(_response_event(response.status, headers))
+        if head_only:
+            self.sock.sendall(start + self._event_bytes(h11.EndOfMessage()))
+        elif isinstance(body, bytes):
+            data = self._event_bytes(h11.Data(data=body)) if body else b""
+            self.sock.sendall(start + data + self._event_bytes(h11.EndOfMessage()))
+        else:
+            self.sock.sendall(start)
+            self._stream(body)
 
-    def _stream(self, chunks: Iterator[bytes], chunked: bool) -> None:
+    def _stream(self, chunks: Iterator[bytes]) -> None:
         try:
             for chunk in chunks:
                 if chunk:
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
-            if chunked:
-                self.wfile.write(b"0\r\n\r\n")
+                    self.sock.sendall(self._event_bytes(h11.Data(data=chunk)))
         except TruncatedBody:
             self._abort()
+            raise _ClientGone("body cut off (fault injection)") from None
+        self.sock.sendall(self._event_bytes(h11.EndOfMessage()))
+
+    def _refuse(self, status: int, reason: str) -> None:
+        """Answer a request we will not serve (when an answer can still be sent)."""
+        if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        body = f'[{{"message":"{reason}","errorCode":"BAD_REQUEST"}}]'.encode()
+        headers = Headers({"Content-Type": "application/json", "Connection": "close"})
+        headers["Content-Length"] = str(len(body))
+        try:
+            self.sock.sendall(
+                self._event_bytes(_response_event(status, headers))
+                + self._event_bytes(h11.Data(data=body))
+                + self._event_bytes(h11.EndOfMessage())
+            )
+        except (h11.LocalProtocolError, OSError) as exc:
+            _log.debug("could not send the %d answer: %s", status, exc)
 
     def _abort(self) -> None:
         """Drop the connection mid-body (no TLS close_notify), as a failing proxy would."""
-        self.close_connection = True
-        self.wfile.flush()
         try:
-            self.connection.shutdown(socket.SHUT_RDWR)
+            self.sock.shutdown(socket.SHUT_RDWR)
         except OSError as exc:
             _log.debug("abort: connection already gone: %s", exc)
 
+    def _send(self, event: Any) -> None:
+        self.sock.sendall(self._event_bytes(event))
 
-class MockOrgServer(ThreadingHTTPServer):
-    """``ThreadingHTTPServer`` whose connections are TLS-wrapped in their own thread."""
+    def _event_bytes(self, event: Any) -> bytes:
+        return self.h11.send(event) or b""
+
+
+def _response_event(status: int, headers: Headers) -> h11.Response:
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = ""
+    return h11.Response(status_code=status, headers=list(headers.items()), reason=reason)
+
+
+class MockOrgServer(socketserver.ThreadingTCPServer):
+    """A threading TCP server whose connections are TLS-wrapped and spoken to through h11,
+    each in its own thread."""
 
     daemon_threads = True
     allow_reuse_address = True
@@ -129,7 +226,9 @@ class MockOrgServer(ThreadingHTTPServer):
         self.ssl_context = context
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, socketserver.BaseRequestHandler)
         host = self.server_address[0]  # a str from getsockname(); the stub also admits bytes
         self.host: str = host if isinstance(host, str) else bytes(host).decode()
         self.port: int = self.server_address[1]
@@ -147,7 +246,7 @@ class MockOrgServer(ThreadingHTTPServer):
         with self._connections_lock:
             self._connections.add(conn)
         try:
-            super().finish_request(conn, client_address)  # instantiates RequestHandlerClass
+            _Connection(conn, self).serve()
         finally:
             with self._connections_lock:
                 self._connections.discard(conn)

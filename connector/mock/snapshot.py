@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -33,6 +34,12 @@ class OrgInfo:
     @property
     def api_version_number(self) -> float:
         return float(self.api_version)
+
+    @property
+    def user_id(self) -> str:
+        """The integration user's id, stable for a username (the token's ``id`` URL)."""
+        digest = int(hashlib.sha256(self.username.encode()).hexdigest(), 16) % 10**8
+        return to18(f"005MOCK{digest:08d}")
 
     @classmethod
     def load(cls, root: Path) -> tuple[OrgInfo, Path]:

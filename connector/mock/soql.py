@@ -51,6 +51,7 @@ __all__ = [
     "Table",
     "Query",
     "QueryResult",
+    "Relation",
     "parse",
     "execute",
     "run_query",
@@ -163,7 +164,12 @@ _DATE_VALUE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 @dataclass(frozen=True)
 class FieldDef:
-    """One field of an sObject, as ``describe`` reports it."""
+    """One field of an sObject, as ``describe`` reports it.
+
+    ``reference_to`` and ``relationship_name`` make a reference field a parent
+    relationship (``CreatedById`` → ``CreatedBy.Name``); ``label`` defaults to the API name
+    made readable; ``updateable`` defaults to "a custom field" (system fields are read-only).
+    """
 
     name: str
     type: str
@@ -171,6 +177,12 @@ class FieldDef:
     min_version: float = 0.0
     filterable: bool | None = None
     sortable: bool | None = None
+    label: str | None = None
+    reference_to: tuple[str, ...] = ()
+    relationship_name: str | None = None
+    updateable: bool | None = None
+    picklist: tuple[str, ...] = ()
+    length: int | None = None
 
     @property
     def is_filterable(self) -> bool:
@@ -186,23 +198,107 @@ class FieldDef:
             return self.sortable
         return self.type not in LONG_TEXT_TYPES
 
+    @property
+    def display_label(self) -> str:
+        """The field's label (``TokensConsumed__c`` → "TokensConsumed" if none is set)."""
+        return self.label or self.name.removesuffix("__c").replace("_", " ")
+
+    @property
+    def is_updateable(self) -> bool:
+        if self.updateable is not None:
+            return self.updateable
+        return self.name.endswith("__c")
+
+    @property
+    def soap_type(self) -> str:
+        """The field's type in SOAP terms (``xsd:string``, ``tns:ID``, …)."""
+        return _SOAP_TYPES.get(self.type, "xsd:string")
+
+    @property
+    def apex_type(self) -> str:
+        """The field's Apex type, as query ``columnMetadata`` names it."""
+        return _APEX_TYPES.get(self.type, "String")
+
     def describe(self) -> dict[str, Any]:
-        """The field's entry in a ``describe`` response."""
+        """The field's entry in a ``describe`` response (Salesforce's DescribeFieldResult
+        keys; the ones the mock has no use for carry their usual defaults)."""
+        numeric = self.type in NUMBER_TYPES
+        length = self.length if self.length is not None else _LENGTHS.get(self.type, 0)
         entry: dict[str, Any] = {
-            "name": self.name,
-            "label": self.name.removesuffix("__c").replace("_", " "),
-            "type": self.type,
-            "filterable": self.is_filterable,
-            "sortable": self.is_sortable,
-            "nillable": self.nillable,
-            "length": _LENGTHS.get(self.type, 0),
+            "aggregatable": self.type not in LONG_TEXT_TYPES,
+            "autoNumber": False,
+            "byteLength": length * 3,
+            "calculated": False,
+            "cascadeDelete": False,
+            "caseSensitive": False,
+            "createable": self.is_updateable,
             "custom": self.name.endswith("__c"),
+            "defaultValue": False if self.type == "boolean" else None,
+            "defaultedOnCreate": self.type == "boolean" or self.name in _DEFAULTED,
+            "dependentPicklist": False,
+            "deprecatedAndHidden": False,
+            "digits": 9 if self.type == "int" else 0,
+            "externalId": False,
+            "extraTypeInfo": None,
+            "filterable": self.is_filterable,
+            "groupable": self.type not in LONG_TEXT_TYPES and not numeric,
+            "htmlFormatted": False,
+            "idLookup": self.type == "id",
+            "label": self.display_label,
+            "length": length,
+            "name": self.name,
+            "nameField": self.name == "Name",
+            "namePointing": False,
+            "nillable": self.nillable,
+            "permissionable": self.nillable and self.name.endswith("__c"),
+            "picklistValues": [
+                {"active": True, "defaultValue": False, "label": v, "validFor": None, "value": v}
+                for v in self.picklist
+            ],
+            "polymorphicForeignKey": len(self.reference_to) > 1,
+            "precision": 0,
+            "referenceTo": list(self.reference_to),
+            "relationshipName": self.relationship_name,
+            "restrictedPicklist": False,
+            "scale": 0,
+            "soapType": self.soap_type,
+            "sortable": self.is_sortable,
+            "type": self.type,
+            "unique": False,
+            "updateable": self.is_updateable,
         }
         if self.type == "textarea":
             entry["extraTypeInfo"] = "plaintextarea"
         if self.type in ("double", "currency", "percent"):
             entry.update(precision=18, scale=0)
         return entry
+
+
+_SOAP_TYPES = {
+    "id": "tns:ID",
+    "reference": "tns:ID",
+    "boolean": "xsd:boolean",
+    "datetime": "xsd:dateTime",
+    "date": "xsd:date",
+    "double": "xsd:double",
+    "currency": "xsd:double",
+    "percent": "xsd:double",
+    "int": "xsd:int",
+    "base64": "xsd:base64Binary",
+}
+_APEX_TYPES = {
+    "id": "Id",
+    "reference": "Id",
+    "boolean": "Boolean",
+    "datetime": "Datetime",
+    "date": "Date",
+    "double": "Double",
+    "currency": "Decimal",
+    "percent": "Double",
+    "int": "Integer",
+    "base64": "Blob",
+}
+_DEFAULTED = frozenset({"OwnerId", "CreatedById", "LastModifiedById", "CreatedDate"})
 
 
 def infer_field_type(values: Iterable[Any]) -> str:
@@ -848,15 +944,33 @@ def parse(text: str) -> Query:
 # -------------------------------------------------------------------------- executor
 
 
+@dataclass(frozen=True)
+class Relation:
+    """A parent relationship in a SELECT list (``CreatedBy.Name``): the reference field
+    it goes through, the parent object and the parent's fields selected, in order."""
+
+    name: str
+    reference: FieldDef
+    target: str
+    fields: tuple[FieldDef, ...]
+
+
 @dataclass
 class QueryResult:
-    """The rows of one query, frozen at execution time (a query locator's snapshot)."""
+    """The rows of one query, frozen at execution time (a query locator's snapshot).
+
+    ``fields`` are the queried object's own selected fields; ``columns`` is the SELECT
+    list in order, a parent relationship appearing once where it is first named, and
+    ``parents`` holds, per relationship, each row's parent record (None if it has none).
+    """
 
     table_name: str
     fields: list[FieldDef]
     records: list[dict[str, Any]]
     count_only: bool
     long_text: bool = False
+    columns: list[FieldDef | Relation] = field(default_factory=list)
+    parents: dict[str, list[dict[str, Any] | None]] = field(default_factory=dict)
     _wire: list[Callable[[Any], Any]] = field(default_factory=list, repr=False)
 
     @property
@@ -867,12 +981,30 @@ class QueryResult:
         """Records ``start:stop`` in REST wire form (``attributes`` first)."""
         if self.count_only:
             return []
-        if not self._wire:
-            self._wire = [_wire_converter(f.type) for f in self.fields]
-        return [
-            render_record(self.table_name, self.fields, r, api_version, self._wire)
-            for r in self.records[start:stop]
-        ]
+        if not self.parents:
+            if not self._wire:
+                self._wire = [_wire_converter(f.type) for f in self.fields]
+            return [
+                render_record(self.table_name, self.fields, r, api_version, self._wire)
+                for r in self.records[start:stop]
+            ]
+        return [self._render_row(row, api_version) for row in range(start, stop)]
+
+    def _render_row(self, row: int, api_version: str) -> dict[str, Any]:
+        record = self.records[row]
+        out = render_record(self.table_name, [], record, api_version)
+        for column in self.columns:
+            if isinstance(column, FieldDef):
+                own = render_record(self.table_name, [column], record, api_version)
+                out[column.name] = own[column.name]
+                continue
+            parent = self.parents[column.name][row]
+            out[column.name] = (
+                None
+                if parent is None
+                else render_record(column.target, column.fields, parent, api_version)
+            )
+        return out
 
 
 def render_record(
@@ -943,18 +1075,62 @@ class _Executor:
         )
 
     # -- select
-    def select_fields(self) -> list[FieldDef]:
+    def select_columns(self) -> list[FieldDef | Relation]:
+        """The SELECT list: own fields, and parent relationships (``Rel.Field``) grouped
+        under the relationship where it is first named."""
         seen: set[str] = set()
-        out: list[FieldDef] = []
+        out: list[FieldDef | Relation] = []
+        relations: dict[str, int] = {}
         for ref in self.q.fields:
-            fdef = self.resolve(ref)
-            if fdef.name.lower() in seen:
-                raise self._fail(
-                    "MALFORMED_QUERY", ref.pos, f"duplicate field selected: {fdef.name}"
-                )
-            seen.add(fdef.name.lower())
-            out.append(fdef)
+            if "." in ref.name:
+                relation, fdef = self.resolve_parent(ref)
+                name = f"{relation.name}.{fdef.name}"
+            else:
+                fdef = self.resolve(ref)
+                name = fdef.name
+            if name.lower() in seen:
+                raise self._fail("MALFORMED_QUERY", ref.pos, f"duplicate field selected: {name}")
+            seen.add(name.lower())
+            if "." not in ref.name:
+                out.append(fdef)
+            elif relation.name in relations:
+                at = relations[relation.name]
+                known = out[at]
+                assert isinstance(known, Relation)
+                out[at] = replace(known, fields=(*known.fields, fdef))
+            else:
+                relations[relation.name] = len(out)
+                out.append(replace(relation, fields=(fdef,)))
         return out
+
+    def resolve_parent(self, ref: FieldRef) -> tuple[Relation, FieldDef]:
+        """``Rel.Field`` through a reference field whose parent object the org has."""
+        relation_name, _, name = ref.name.partition(".")
+        reference = next(
+            (
+                f
+                for f in self.table.visible_fields(self.version)
+                if f.relationship_name and f.relationship_name.lower() == relation_name.lower()
+            ),
+            None,
+        )
+        parents = [self.tables.get(t.lower()) for t in reference.reference_to] if reference else []
+        parent = next((t for t in parents if t is not None), None)
+        if reference is None or parent is None or "." in name:
+            self.resolve(ref)  # raises Salesforce's "Didn't understand relationship"
+        assert reference is not None and parent is not None and reference.relationship_name
+        fdef = parent.field(name, self.version)
+        if fdef is None:
+            raise self._fail(
+                "INVALID_FIELD",
+                ref.pos,
+                f"No such column '{name}' on entity '{parent.name}'. If you are attempting "
+                "to use a custom field, be sure to append the '__c' after the custom field "
+                "name. Please reference your WSDL or the describe call for the appropriate "
+                "names.",
+            )
+        relation = Relation(reference.relationship_name, reference, parent.name, ())
+        return relation, fdef
 
     # -- where
     def filterable(self, ref: FieldRef) -> FieldDef:
@@ -1083,21 +1259,44 @@ class _Executor:
         return rows
 
     def run(self) -> QueryResult:
-        fields = self.select_fields()
+        columns = self.select_columns()
+        fields = [c for c in columns if isinstance(c, FieldDef)]
         rows: Iterable[int] = range(len(self.table.records))
         if self.q.where is not None:
             rows = self.compile(self.q.where)(rows)
         rows = self.sort(list(rows)) if self.q.order_by else list(rows)
         if self.q.limit is not None:
             rows = rows[: self.q.limit]
-        records = self.table.records
+        records = [self.table.records[i] for i in rows]
+        parents: dict[str, list[dict[str, Any] | None]] = {}
+        for column in columns:
+            if isinstance(column, Relation):
+                parents[column.name] = self._parents(column, records)
         return QueryResult(
             table_name=self.table.name,
             fields=fields,
-            records=[records[i] for i in rows],
+            records=records,
             count_only=self.q.count_only,
-            long_text=any(f.type in LONG_TEXT_TYPES for f in fields),
+            long_text=any(
+                f.type in LONG_TEXT_TYPES
+                for c in columns
+                for f in ([c] if isinstance(c, FieldDef) else c.fields)
+            ),
+            columns=columns,
+            parents=parents,
         )
+
+    def _parents(
+        self, relation: Relation, records: list[dict[str, Any]]
+    ) -> list[dict[str, Any] | None]:
+        """Each record's parent through ``relation`` (looked up now: a query is a snapshot)."""
+        parent = self.tables[relation.target.lower()]
+        out: list[dict[str, Any] | None] = []
+        for record in records:
+            parent_id = record.get(relation.reference.name)
+            row = parent.find(parent_id) if isinstance(parent_id, str) and parent_id else None
+            out.append(None if row is None else parent.records[row])
+        return out
 
 
 def _and(parts: list[Callable[[Iterable[int]], list[int]]]) -> Callable[[Iterable[int]], list[int]]:

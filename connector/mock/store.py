@@ -16,7 +16,15 @@ from .snapshot import OrgInfo
 from .sobjects import KEY_PREFIXES, KNOWN_FIELDS, known_fields
 from .soql import Table, format_datetime_ms, parse_datetime_ms, to18
 
-__all__ = ["Store", "organization_table", "to_wire", "datetime_wire", "csv_header"]
+__all__ = [
+    "Store",
+    "organization_table",
+    "integration_user",
+    "user_table",
+    "to_wire",
+    "datetime_wire",
+    "csv_header",
+]
 
 #: a LogFile body is a blob on EventLogFile: the field exists once log files do
 _LOGFILE_FIELD = KNOWN_FIELDS["EventLogFile"]["LogFile"]
@@ -170,17 +178,65 @@ class Store:
             return [dict(r) for r in self.table(sobject).records]
 
 
+_ORG_CREATED = "2020-01-01T00:00:00.000+0000"
+
+
 def organization_table(info: OrgInfo) -> Table:
-    """The one-row Organization object every org has (from ``org.json``)."""
+    """The one-row Organization object every org has (from ``org.json``), with the
+    standard fields real clients read."""
     record = {
         "Id": info.organization_id,
         "Name": info.name,
+        "Division": None,
+        "Country": "US",
+        "PrimaryContact": "Integration User",
+        "DefaultLocaleSidKey": "en_US",
+        "LanguageLocaleKey": "en_US",
+        "TimeZoneSidKey": "America/Los_Angeles",
         "IsSandbox": info.is_sandbox,
         "OrganizationType": "Enterprise Edition",
-        "CreatedDate": "2020-01-01T00:00:00.000+0000",
-        "SystemModstamp": "2020-01-01T00:00:00.000+0000",
+        "InstanceName": "CS224" if info.is_sandbox else "NA224",
+        "NamespacePrefix": None,
+        "TrialExpirationDate": None,
+        "CreatedDate": _ORG_CREATED,
+        "CreatedById": info.user_id,
+        "LastModifiedDate": _ORG_CREATED,
+        "LastModifiedById": info.user_id,
+        "SystemModstamp": _ORG_CREATED,
     }
     return Table.build("Organization", [record], known_fields("Organization"))
+
+
+def integration_user(info: OrgInfo) -> dict[str, Any]:
+    """The User record of ``org.json``'s integration user (the one tokens are issued to)."""
+    local = info.username.split("@", 1)[0]
+    return {
+        "Id": info.user_id,
+        "Username": info.username,
+        "FirstName": "Integration",
+        "LastName": "User",
+        "Name": "Integration User",
+        "Email": info.username,
+        "Alias": local[:8],
+        "IsActive": True,
+        "UserType": "Standard",
+        "TimeZoneSidKey": "America/Los_Angeles",
+        "LocaleSidKey": "en_US",
+        "LanguageLocaleKey": "en_US",
+        "EmailEncodingKey": "UTF-8",
+        "ProfileId": to18("00eMOCK00000001"),
+        "LastLoginDate": None,
+        "CreatedDate": _ORG_CREATED,
+        "CreatedById": info.user_id,
+        "LastModifiedDate": _ORG_CREATED,
+        "LastModifiedById": info.user_id,
+        "SystemModstamp": _ORG_CREATED,
+    }
+
+
+def user_table(info: OrgInfo) -> Table:
+    """The User object: the integration user (a snapshot's ``User.jsonl`` may add more)."""
+    return Table.build("User", [integration_user(info)], known_fields("User"))
 
 
 def to_wire(value: Any) -> Any:
