@@ -39,7 +39,7 @@ def store_upsert_100k() -> Callable[[], None]:
 
     def run() -> None:
         with Store.open(tmp / "audit.db") as store:
-            store.upsert("actions", rows, "id")
+            store.replace_actions(("2026-10-01T00:00:00.000Z", "2026-11-01T00:00:00.000Z"), rows)
             assert store.count("actions") == 100_000
 
     return run

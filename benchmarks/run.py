@@ -37,6 +37,7 @@ from audit.config import load_config
 from audit.demo import write_mock_config
 from audit.engine.awu import recompute_awu
 from audit.engine.rules import evaluate
+from audit.engine.sources.core import reconcile
 from audit.pipeline import run_audit
 from audit.store import Store
 from connector.sink import AwiRecord, Page
@@ -209,9 +210,8 @@ def main() -> None:
         )
 
         with Store.open(root / "bench.db") as store:
-            from audit.pipeline import _load_actions
-
-            actions = _load_actions(store, (since, until), {"agentworkitem", "eventlogfile"})
+            awi_rows, elf_rows = store.core_rows((since, until))
+        actions = reconcile(awi_rows.values(), elf_rows, window=(since, until))
         t_floor, _ = timed(lambda: [recompute_awu(a, cfg.rules, cfg.pricing) for a in actions])
         t_rules, res = timed(lambda: evaluate(actions, cfg.rules, cfg.pricing))
         print(f"baseline  recompute AWU only        {t_floor:8.3f} s   1.00x")
