@@ -109,9 +109,10 @@ def friendly_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _fail_on_tripped(fail_on: str) -> FindingsFailed:
+def _fail_on_tripped(fail_on: str, reason: str | None = None) -> FindingsFailed:
+    """Exit 1, saying which findings tripped `[run] fail_on` and how many."""
     return FindingsFailed(
-        f"findings at or above run.fail_on = {fail_on!r} (listed in the summary / --json)"
+        reason or f"findings at or above run.fail_on = {fail_on!r} (listed in the summary / --json)"
     )
 
 
@@ -183,7 +184,7 @@ def run(config: str | None, since: str | None, until: str | None, as_json: bool)
     else:
         print_summary(result, store_path=cfg.store.path)
     if result.exit_code:
-        raise _fail_on_tripped(cfg.run.fail_on)
+        raise _fail_on_tripped(cfg.run.fail_on, result.fail_on_reason)
 
 
 @cli.command()
@@ -329,16 +330,16 @@ def schedule(config: str | None, once: bool) -> None:
     from audit.scheduler import run_scheduled
 
     cfg = _load(config)
-    exit_codes: list[int] = []
+    results: list[Any] = []
 
     def job() -> str:
         result = run_audit(cfg, trigger="schedule", lock_wait_s=60.0)
-        exit_codes.append(result.exit_code)
+        results.append(result)
         return result.summary_line()
 
     run_scheduled(cfg, job, once=once, log=lambda line: click.echo(line, err=True))
-    if once and exit_codes and exit_codes[-1]:
-        raise _fail_on_tripped(cfg.run.fail_on)
+    if once and results and results[-1].exit_code:
+        raise _fail_on_tripped(cfg.run.fail_on, results[-1].fail_on_reason)
 
 
 @cli.command()

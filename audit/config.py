@@ -110,6 +110,8 @@ class EmailConfig:
     enabled: bool = True
     timeout_s: float = 30.0
     ca_bundle: Path | None = None
+    #: log in (send the password) over a connection without STARTTLS: off unless said so
+    allow_plaintext_login: bool = False
 
 
 @dataclass(frozen=True)
@@ -304,6 +306,9 @@ def _coerce(value: Any, hint: Any, key: str, base: Path) -> Any:
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"config key {key} must be a string")
+        if any(c in value for c in "\r\n\x00"):
+            # a line break in a value that reaches a mail or HTTP header starts a new header
+            raise ConfigError(f"config key {key} must be one line: remove the CR/LF in it")
         return value
     if origin is tuple:
         if not isinstance(value, list):
@@ -357,3 +362,8 @@ def _check_semantics(cfg: Config) -> None:
             raise ConfigError("config key alerts.email.to must list at least one recipient")
         if not em.from_addr:
             raise ConfigError("config key alerts.email.from is required for email alerts")
+        if em.password_env and not em.starttls and not em.allow_plaintext_login:
+            raise ConfigError(
+                "config key alerts.email.starttls = false would send the SMTP password "
+                "unencrypted: set starttls = true (or allow_plaintext_login = true)"
+            )

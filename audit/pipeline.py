@@ -4,13 +4,14 @@ scheduler's nightly job and the demo all call `run_audit`."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from audit import alerts
+from audit import alerts, crashpoints
 from audit.config import Config
 from audit.engine import analysis
 from audit.engine import budget as budget_mod
@@ -33,7 +34,7 @@ from connector.org import OrgInfo, read_org
 from connector.source import day_floor
 from connector.vendor import read_vendor_view
 
-__all__ = ["RunResult", "parse_when", "run_audit"]
+__all__ = ["RunResult", "fail_on_reason", "parse_when", "run_audit"]
 
 Progress = Callable[[str, int, "int | None"], None]
 Window = tuple[datetime, datetime]
@@ -45,6 +46,8 @@ class RunResult:
     exit_code: int
     top_findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: why `[run] fail_on` tripped (exit 1): how many findings of which kinds; else None
+    fail_on_reason: str | None = None
 
     def summary_line(self) -> str:
         t = self.output["totals"]
@@ -138,8 +141,10 @@ def _requested_window(
 def _sync_and_audit(
     run: _Run, families: list[Family], requested: Window | None, client: SalesforceClient
 ) -> RunResult:
+    sink = crashpoints.checkpointed(run.store)
     for family in families:
-        family.source.sync(run.store, requested)
+        family.source.sync(sink, requested)
+    crashpoints.reached("synced")
     primary, *others = families
     window = requested
     if window is None:
@@ -159,14 +164,17 @@ def _audit_primary(
 ) -> RunResult:
     cfg, store = run.cfg, run.store
     audit = family.audit(store, window, sandbox=run.org.is_sandbox)
-    start, end = window
-    with store.transaction():
-        store.record_window(audit, cost_factor=_discount(cfg, audit.sandbox))
-        changes = store.sync_findings(
-            run.run_id, audit.result.findings, window_start=start, window_end=end
-        )
-    decisions = _decide(run, audit, changes)
-    alerts_sent = _announce(run, decisions)
+    channels, channel_errors = alerts.channels_from_config(cfg)
+    decisions = _commit_decisions(run, audit, sorted(set(channels) | set(channel_errors)))
+    crashpoints.reached("queued")
+    alerts_sent = alerts.deliver_pending(
+        store,
+        channels,
+        run.run_id,
+        run.now,
+        channel_errors=channel_errors,
+        checkpoint=crashpoints.reached,
+    )
     output = run_block(
         audit,
         run_id=run.run_id,
@@ -176,13 +184,61 @@ def _audit_primary(
         bad_files=family.bad_files(store, window),
         extra=family.extra_output(audit),
     )
-    exit_code = 0
-    if cfg.run.fail_on != "off" and any(
-        severity_at_least(f.severity, cfg.run.fail_on) for f in audit.result.findings
-    ):
-        exit_code = 1
-    store.set_run_window(run.run_id, start, end)
-    store.finish_run(
+    fail_on = fail_on_reason(cfg, audit.result.findings)
+    _finish(run, audit, output, client)
+    analysis_json = {**_analysis(run, audit), "forecast": _forecast_json(decisions)}
+    store.set_run_summary(run.run_id, {**output, "analysis": analysis_json})
+    return RunResult(
+        output=output,
+        exit_code=1 if fail_on else 0,
+        top_findings=list(top_findings(audit)),
+        notes=family.source.notes,
+        fail_on_reason=fail_on,
+    )
+
+
+def _commit_decisions(run: _Run, audit: WindowAudit, channel_names: list[str]) -> Decisions:
+    """Everything this run decides — the window's actions and daily usage, its findings
+    (new, reopened, resolved), and the alerts that announce them, budget crossings
+    included — in ONE transaction. Killed before the COMMIT, the run leaves none of it and
+    the re-run decides it all again (the night's DIGEST included); killed after, the re-run
+    finds the alerts queued and delivers them. Alerts are queued even with no channel
+    configured: a threshold fires once per period, not again the day a webhook is added."""
+    store = run.store
+    start, end = audit.window
+    with store.transaction():
+        store.record_window(audit, cost_factor=_discount(run.cfg, audit.sandbox))
+        crashpoints.reached("actions")
+        changes = store.sync_findings(
+            run.run_id, audit.result.findings, window_start=start, window_end=end
+        )
+        crashpoints.reached("findings")
+        decisions = _decide(run, audit, changes)
+        alerts.enqueue(store, decisions.alerts, channel_names, run.run_id, run.now)
+    return decisions
+
+
+def fail_on_reason(cfg: Config, findings: Sequence[Finding]) -> str | None:
+    """Why `[run] fail_on` tripped — how many findings of which kinds are at or above it —
+    or None when it did not (or is off)."""
+    if cfg.run.fail_on == "off":
+        return None
+    tripped = Counter(f.kind for f in findings if severity_at_least(f.severity, cfg.run.fail_on))
+    if not tripped:
+        return None
+    ranked = sorted(tripped.items(), key=lambda kv: (-kv[1], kv[0]))
+    kinds = ", ".join(f"{n} {kind}" for kind, n in ranked)
+    total = sum(tripped.values())
+    noun = "finding" if total == 1 else "findings"
+    return f"{total} {noun} at or above run.fail_on = {cfg.run.fail_on!r}: {kinds}"
+
+
+def _finish(
+    run: _Run, audit: WindowAudit, output: dict[str, Any], client: SalesforceClient
+) -> None:
+    start, end = audit.window
+    run.store.set_run_window(run.run_id, start, end)
+    run.store.finish_run(
         run.run_id,
         outcome="ok",
         ended_at=format_iso_ms(datetime.now(timezone.utc)),
@@ -193,16 +249,8 @@ def _audit_primary(
         elf_files_skipped=output["sync"]["elf_files_skipped"],
         actions=len(audit.actions),
         findings_open=len(audit.result.findings),
-        alerts_sent=len(alerts_sent),
+        alerts_sent=len(output["budget"]["alerts_sent"]),
         api_calls=client.api_calls,
-    )
-    analysis_json = {**_analysis(run, audit), "forecast": _forecast_json(decisions)}
-    store.set_run_summary(run.run_id, {**output, "analysis": analysis_json})
-    return RunResult(
-        output=output,
-        exit_code=exit_code,
-        top_findings=list(top_findings(audit)),
-        notes=family.source.notes,
     )
 
 
@@ -234,18 +282,6 @@ def _decide(run: _Run, audit: WindowAudit, changes: FindingChanges) -> Decisions
         resolved=len(changes.resolved_ids),
         totals=audit.totals,
         top_lines=top_waste_lines(audit.result.findings),
-    )
-
-
-def _announce(run: _Run, decisions: Decisions) -> list[dict[str, Any]]:
-    """Record the decided alerts in the outbox — even with no channel configured: a
-    threshold fires once per period, not again on the day someone adds a Slack webhook —
-    then deliver whatever is pending. Returns what this run delivered."""
-    channels, channel_errors = alerts.channels_from_config(run.cfg)
-    names = sorted(set(channels) | set(channel_errors))
-    alerts.enqueue(run.store, decisions.alerts, names, run.run_id, run.now)
-    return alerts.deliver_pending(
-        run.store, channels, run.run_id, run.now, channel_errors=channel_errors
     )
 
 

@@ -70,7 +70,7 @@ def build_report(store: Store, *, top: int = 20) -> dict[str, Any]:
 def render_report(store_path: Path, fmt: str) -> str:
     if not store_path.exists():
         raise StoreError(f"no store at {store_path}; run `audit run` first")
-    with Store.open(store_path) as store:
+    with Store.open(store_path, readonly=True) as store:
         data = build_report(store)
     if fmt == "json":
         return json.dumps(data, indent=2, sort_keys=True)

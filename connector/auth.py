@@ -5,6 +5,7 @@ org refuses it, never on a timer."""
 from __future__ import annotations
 
 import ssl
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +60,17 @@ def http_client(cfg: SalesforceConfig) -> httpx.Client:
 
 
 def load_private_key(path: Path) -> rsa.RSAPrivateKey:
-    """Read the connected app's RSA private key (PEM); SetupError names the file."""
+    """Read the connected app's RSA private key (PEM); SetupError names the file.
+
+    Like ssh with an identity file, a key that group or others may read is refused: it is
+    the only credential, and one readable by others may already be someone else's too."""
     try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            raise SetupError(
+                f"salesforce.private_key_file {path} is open to group or others "
+                f"(mode {mode:04o}): run chmod 600 {path}"
+            )
         data = path.read_bytes()
     except FileNotFoundError:
         raise SetupError(f"salesforce.private_key_file not found: {path}") from None

@@ -386,7 +386,9 @@ def test_send_test_reaches_every_channel(
 
 def test_email_credentials_come_from_the_environment(smtp: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWU_SMTP_PASSWORD", raising=False)
-    cfg = Config(alerts=AlertsConfig(email=_email_cfg(smtp, password_env="AWU_SMTP_PASSWORD")))
+    # a loopback relay without TLS: the plaintext login is asked for explicitly
+    cfg = Config(alerts=AlertsConfig(email=_email_cfg(
+        smtp, password_env="AWU_SMTP_PASSWORD", allow_plaintext_login=True)))
     assert channels_from_config(cfg)[1] == {"email": "AWU_SMTP_PASSWORD is not set"}
     monkeypatch.setenv("AWU_SMTP_PASSWORD", PASSWORD)
     channels, errors = channels_from_config(cfg)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 from typing import Protocol
 
 from audit.alerts.email import EmailChannel
+from audit.alerts.redaction import MIN_SECRET_LEN
 from audit.alerts.slack import SlackChannel
-from audit.config import Config
+from audit.config import Config, EmailConfig
 from audit.engine.alerts import Alert
 from audit.engine.model import format_iso_ms
 from audit.errors import DeliveryError
@@ -50,13 +52,37 @@ def channels_from_config(cfg: Config) -> tuple[dict[str, Channel], dict[str, str
             problems.append(f"{email.username_env} is not set")
         if email.password_env and not password:
             problems.append(f"{email.password_env} is not set")
+        problems += _login_problems(email, password)
         if problems:
             errors["email"] = "; ".join(problems)
         else:
             if password and not username:
                 username = email.from_addr
-            channels["email"] = EmailChannel(email, password=password, username=username)
+            channels["email"] = EmailChannel(
+                email, password=password, username=username, scope=_org_scope(cfg)
+            )
     return channels, errors
+
+
+def _login_problems(email: EmailConfig, password: str | None) -> list[str]:
+    """Refusals that keep the SMTP password safe (validation checks the config; these hold
+    for a Config built in code too)."""
+    if not password:
+        return []
+    if len(password) < MIN_SECRET_LEN:
+        return [
+            f"{email.password_env} is shorter than {MIN_SECRET_LEN} characters: too short to "
+            "redact reliably from error lines; use a longer password"
+        ]
+    if not email.starttls and not email.allow_plaintext_login:
+        return ["SMTP login without STARTTLS refused: set alerts.email.starttls = true"]
+    return []
+
+
+def _org_scope(cfg: Config) -> str:
+    """Tells two orgs' alerts apart in Message-IDs (alert ids are the same per org)."""
+    sf = cfg.salesforce
+    return hashlib.sha256(f"{sf.login_url}|{sf.username}".encode()).hexdigest()[:16]
 
 
 def send_test(cfg: Config, *, now: datetime | None = None) -> dict[str, str]:

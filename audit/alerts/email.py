@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import smtplib
 import socket
 import ssl
@@ -16,7 +17,7 @@ from audit.config import EmailConfig
 from audit.engine.alerts import Alert, one_line
 from audit.errors import DeliveryError
 
-__all__ = ["EmailChannel", "email_message"]
+__all__ = ["EmailChannel", "email_message", "message_id"]
 
 # the templates are package data of `audit` (pyproject [tool.setuptools.package-data])
 _TEMPLATES = jinja2.Environment(
@@ -37,15 +38,28 @@ def _plain_body(alert: Alert) -> str:
     return "\n".join(parts) + "\n"
 
 
-def email_message(alert: Alert, cfg: EmailConfig, *, now: datetime | None = None) -> EmailMessage:
+def message_id(alert: Alert, cfg: EmailConfig, scope: str = "") -> str:
+    """The Message-ID of an alert's email: derived from the alert id (and `scope`, which
+    tells two orgs' stores apart), so the same alert sent twice carries the same id — a
+    mail client shows it as one message, or threads it. A TEST alert gets a fresh id."""
+    domain = cfg.from_addr.rpartition("@")[2].strip("<> ") or "awu-audit.invalid"
+    if alert.kind == "TEST":
+        return make_msgid("awu-audit", domain=domain)
+    key = hashlib.sha256(f"{scope}|{alert.id}".encode()).hexdigest()[:40]
+    return f"<awu-audit.{alert.kind.lower()}.{key}@{domain}>"
+
+
+def email_message(
+    alert: Alert, cfg: EmailConfig, *, now: datetime | None = None, scope: str = ""
+) -> EmailMessage:
     """text/plain with a text/html alternative (jinja2, autoescaped)."""
     msg = EmailMessage()
     msg["From"] = cfg.from_addr
     msg["To"] = ", ".join(cfg.to)
     msg["Subject"] = one_line(f"[awu-audit] {alert.title}")
     msg["Date"] = formatdate((now or datetime.now(timezone.utc)).timestamp(), localtime=False)
-    domain = cfg.from_addr.rpartition("@")[2] or None
-    msg["Message-ID"] = make_msgid("awu-audit", domain=domain)
+    msg["Message-ID"] = message_id(alert, cfg, scope)
+    msg["X-Awu-Audit-Alert-Id"] = alert.id
     msg.set_content(_plain_body(alert))
     paragraphs = [p.strip() for p in alert.text.split("\n\n") if p.strip()]
     html = _TEMPLATES.get_template("alert_email.html.j2").render(alert=alert, paragraphs=paragraphs)
@@ -88,17 +102,25 @@ class EmailChannel:
 
     name = "email"
 
-    def __init__(self, cfg: EmailConfig, password: str | None = None, username: str | None = None):
+    def __init__(
+        self,
+        cfg: EmailConfig,
+        password: str | None = None,
+        username: str | None = None,
+        *,
+        scope: str = "",
+    ):
         self.cfg = cfg
         self._password = password
         self._username = username
+        self._scope = scope
 
     def __repr__(self) -> str:
         return f"EmailChannel({self.cfg.smtp_host}:{self.cfg.smtp_port})"
 
     def send(self, alert: Alert) -> None:
         cfg = self.cfg
-        msg = email_message(alert, cfg)
+        msg = email_message(alert, cfg, scope=self._scope)
         try:
             with smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=cfg.timeout_s) as smtp:
                 if cfg.starttls:

@@ -7,7 +7,7 @@ it is known. A failed delivery is retried by the next run; a sent one is never s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -52,6 +52,7 @@ def deliver_pending(
     now: datetime,
     *,
     channel_errors: Mapping[str, str] | None = None,
+    checkpoint: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Try every delivery not yet 'sent'; record each outcome as soon as it is known.
 
@@ -60,7 +61,11 @@ def deliver_pending(
     Returns the alerts this call delivered, in §7 `alerts_sent` form:
     [{"kind", "period", "threshold" (absent when None), "day" (absent when None),
       "channels": [channels that accepted it in this call]}].
+    `checkpoint` is called with "sent:<channel>" once a channel accepted an alert and with
+    "delivered:<channel>" once the store recorded it (audit.crashpoints). Between the two
+    lies the one instant a crash makes a delivery happen twice (at-least-once).
     """
+    checkpoint = checkpoint or (lambda phase: None)
     errors = dict(channel_errors or {})
     delivered: dict[str, dict[str, Any]] = {}
     for pending in store.undelivered():
@@ -73,12 +78,14 @@ def deliver_pending(
             try:
                 channel.send(alert)
                 error = None
+                checkpoint(f"sent:{channel_name}")
             except DeliveryError as exc:
                 error = str(exc)
             except Exception as exc:  # a channel bug must not stop the other deliveries
                 error = f"{channel_name} failed unexpectedly ({type(exc).__name__})"
         store.record_delivery(aid, channel_name, error, run_id, now)
         if error is None:
+            checkpoint(f"delivered:{channel_name}")
             entry = delivered.setdefault(aid, _alerts_sent_entry(alert))
             entry["channels"].append(channel_name)
     return list(delivered.values())

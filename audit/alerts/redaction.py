@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-__all__ = ["redact", "register_secrets", "webhook_secrets"]
+__all__ = ["MIN_SECRET_LEN", "redact", "register_secrets", "webhook_secrets"]
+
+#: a secret shorter than this is refused: replacing it in text would mangle ordinary words
+MIN_SECRET_LEN = 8
+_REDACTED = "<redacted>"
 
 
 class _RedactSecrets(logging.Filter):
@@ -39,9 +44,19 @@ def register_secrets(secrets: Iterable[str]) -> None:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):  # longest first
-        if secret:
-            text = text.replace(secret, "<redacted>")
+    """`text` with every whole occurrence of a secret replaced by <redacted>.
+
+    A secret of MIN_SECRET_LEN characters or more is replaced wherever it appears (a long
+    secret inside other text is still the secret). A shorter one — the channels refuse such
+    secrets, so only a caller's own list can hold one — is replaced only where it stands
+    alone, never inside a word: a password "p" must not turn "support" into "su…ort"."""
+    for secret in sorted(set(secrets), key=len, reverse=True):  # longest first
+        if not secret:
+            continue
+        if len(secret) >= MIN_SECRET_LEN:
+            text = text.replace(secret, _REDACTED)
+        else:
+            text = re.sub(rf"(?<![\w]){re.escape(secret)}(?![\w])", _REDACTED, text)
     return text
 
 
@@ -51,4 +66,4 @@ def webhook_secrets(url: str) -> list[str]:
     path = urlsplit(url).path
     segments = [s for s in path.split("/") if s]
     parts = [url, path] + ["/".join(segments[i:]) for i in range(1, len(segments))]
-    return [p for p in dict.fromkeys(parts) if len(p) >= 6]
+    return [p for p in dict.fromkeys(parts) if len(p) >= MIN_SECRET_LEN]

@@ -51,7 +51,14 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
             {"type": "section", "text": _mrkdwn_text(_clip(f"*Top findings*\n{lines}", 3000))}
         )
     context = " · ".join(p for p in ("awu-audit", alert.kind, alert.period, alert.day) if p)
-    blocks.append({"type": "context", "elements": [_mrkdwn_text(context)]})
+    # the alert id makes a message sent twice (a crash between Slack accepting it and the
+    # store recording that) recognisable as the same alert
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [_mrkdwn_text(context), _mrkdwn_text(f"alert id {alert.id}")],
+        }
+    )
     fallback = _mrkdwn(f"{alert.title}\n{alert.text}".strip())
     return {"text": _clip(fallback, 3000), "blocks": blocks}
 

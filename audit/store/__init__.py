@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from audit.store.actions import Actions
-from audit.store.db import StoreBase, map_errors, open_database
+from audit.store.db import StoreBase, map_errors, open_database, open_database_readonly
 from audit.store.findings import FindingChanges, Findings
 from audit.store.lock import RunLock
 from audit.store.outbox import Delivery, Outbox
@@ -50,9 +50,13 @@ class Store(RunLock, Actions, Findings, Outbox, Reports, Sources):
     """An open awu-audit store. Use one from one thread at a time."""
 
     @classmethod
-    def open(cls, path: str | Path) -> Store:
-        """Open (creating it 0600 if absent) and migrate the store at `path`."""
+    def open(cls, path: str | Path, *, readonly: bool = False) -> Store:
+        """Open (creating it 0600 if absent) and migrate the store at `path`. `readonly`
+        opens an existing store for reading only (`audit report`): nothing is created,
+        migrated or written, and a write raises StoreError."""
         path = Path(path)
+        if readonly:
+            return cls(open_database_readonly(path), path)
         store = cls(open_database(path), path)
         try:
             store._mark_interrupted_if_idle()

@@ -10,6 +10,7 @@ import itertools
 import os
 import sqlite3
 import stat
+import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,10 +19,17 @@ import sqlite_utils
 from sqlite_utils.db import PrimaryKeyRequired
 
 from audit.errors import StoreError
-from audit.store.schema import TABLES, migrate, schema_version
+from audit.store.schema import SCHEMA_VERSION, TABLES, migrate, schema_version
 from audit.store.values import PLAIN, to_db_value
 
-__all__ = ["IN_CHUNK", "StoreBase", "in_lists", "map_errors", "open_database"]
+__all__ = [
+    "IN_CHUNK",
+    "StoreBase",
+    "in_lists",
+    "map_errors",
+    "open_database",
+    "open_database_readonly",
+]
 
 #: SQLite's default host-parameter limit is 999 on old builds: chunk IN (...) lists below it
 IN_CHUNK = 500
@@ -64,7 +72,8 @@ def open_database(path: Path) -> sqlite_utils.Database:
     _make_private(path)
     with map_errors(path, "cannot open store"):
         conn = sqlite3.connect(
-            str(path),
+            # by its resolved name: every symlink to one store then shares its -wal/-shm
+            os.path.realpath(path),
             timeout=_BUSY_TIMEOUT_MS / 1000,
             isolation_level=None,  # we issue BEGIN/COMMIT ourselves
             check_same_thread=False,
@@ -83,6 +92,51 @@ def open_database(path: Path) -> sqlite_utils.Database:
     except BaseException:
         conn.close()
         raise
+
+
+def open_database_readonly(path: Path) -> sqlite_utils.Database:
+    """Open the store at `path` for reading only: nothing is created, chmod-ed, migrated or
+    written, so a read-only file, directory or filesystem works. When SQLite cannot make
+    its WAL index beside the file (a read-only directory), the file is read as immutable —
+    nothing can be writing it there either."""
+    if not path.is_file():
+        raise StoreError(f"no store at {path}; run `audit run` first")
+    real = urllib.parse.quote(os.path.realpath(path))
+    conn = None
+    for options in ("mode=ro", "mode=ro&immutable=1"):
+        try:
+            conn = sqlite3.connect(
+                f"file:{real}?{options}",
+                uri=True,
+                timeout=_BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            break
+        except sqlite3.OperationalError:
+            if conn is not None:
+                conn.close()
+            conn = None
+        except sqlite3.Error as exc:
+            with map_errors(path, "cannot open store"):
+                raise exc
+    if conn is None:
+        raise StoreError(f"cannot open store {path} for reading")
+    db = sqlite_utils.Database(conn)
+    try:
+        with map_errors(path, "cannot open store"):
+            version = schema_version(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    if version != SCHEMA_VERSION:
+        conn.close()
+        raise StoreError(
+            f"store {path} has schema version {version}, this awu-audit reads "
+            f"{SCHEMA_VERSION}: run `audit run` once to migrate it"
+        )
+    return db
 
 
 def _make_private(path: Path) -> None:

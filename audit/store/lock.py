@@ -1,7 +1,14 @@
-"""The run lock: an flock beside the store file that keeps two runs from writing at once.
+"""The run lock: an flock on the store's database file itself, so two runs never write at
+once however the file is reached — by a symlink, a hard link or a relative path all lead
+to the same inode, and the lock is the inode's. (A lock file named after the path, as
+before, let a run through `s.db` and one through a link to it both proceed.)
 
-The kernel releases it when the holding process dies, even by kill -9; whoever takes it
-next marks the runs that process left 'running' as 'interrupted'.
+flock and SQLite's own POSIX record locks are independent on a local filesystem, so this
+lock never blocks a reader; SQLite's WAL needs a local filesystem anyway. The holder's pid
+is written, for the error message only, to `<resolved path>.lock`.
+
+The kernel releases the lock when the holding process dies, even by kill -9; whoever takes
+it next marks the runs that process left 'running' as 'interrupted'.
 """
 
 from __future__ import annotations
@@ -30,7 +37,8 @@ class RunLock(Runs):
 
     @property
     def lock_path(self) -> Path:
-        return Path(f"{self.path}.lock")
+        """Where the holder's pid is written (beside the resolved file: one per store)."""
+        return Path(f"{os.path.realpath(self.path)}.lock")
 
     @contextlib.contextmanager
     def lock(self, wait_s: float = 0.0) -> Iterator[RunLock]:
@@ -54,18 +62,17 @@ class RunLock(Runs):
         self._lock_fd = fd
         self._lock_depth = 1
         try:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
+            _write_pid(self.lock_path)
             self.mark_interrupted_runs()
             yield self
         finally:
             self._release_lock()
 
     def _try_lock(self, wait_s: float) -> int | None:
-        try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:  # the database file itself: its inode is the same under every name
+            fd = os.open(self.path, os.O_RDONLY)
         except OSError as exc:
-            raise StoreError(f"cannot create lock file {self.lock_path}: {exc.strerror}") from None
+            raise StoreError(f"cannot open {self.path} to lock it: {exc.strerror}") from None
         deadline = time.monotonic() + max(0.0, wait_s)
         while True:
             try:
@@ -74,7 +81,7 @@ class RunLock(Runs):
             except OSError as exc:
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     os.close(fd)
-                    raise StoreError(f"cannot lock {self.lock_path}: {exc.strerror}") from None
+                    raise StoreError(f"cannot lock {self.path}: {exc.strerror}") from None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 os.close(fd)
@@ -104,6 +111,18 @@ class RunLock(Runs):
         if self._lock_fd is not None:
             self._release_lock()
         super().close()
+
+
+def _write_pid(path: Path) -> None:
+    """Best effort: the pid only makes the "another run holds the lock" line clearer."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError:
+        return
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
 
 
 def _read_pid(path: Path) -> int | None:
