@@ -22,13 +22,11 @@ from typing import Any
 import jsonschema
 import pytest
 
-pytest.importorskip("distributed", reason="the fleet extra is part of the test install")
-
-from audit.demo import write_mock_config  # noqa: E402
-from connector.mock.org import MockOrg  # noqa: E402
-from connector.mock.server import serve  # noqa: E402
-from fixtures.generator import generate_snapshot  # noqa: E402
-from tests.helpers import (  # noqa: E402
+from audit.demo import write_mock_config
+from connector.mock.org import MockOrg
+from connector.mock.server import serve
+from fixtures.generator import generate_snapshot
+from tests.helpers import (
     SCHEMA,
     assert_matches_labels,
     invoke,

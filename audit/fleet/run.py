@@ -8,7 +8,7 @@ import itertools
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -42,6 +42,8 @@ class SchedulerUnreachable(AuditError):
 class FleetResult:
     #: per org, in fleet-file order: {"exit_code", "run" | "error"}
     orgs: dict[str, dict[str, Any]]
+    #: per org, the seconds its task took in its worker (audit + lake writes)
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[str]:
@@ -102,7 +104,7 @@ def run_fleet(
             if "run" in o
             else {"exit_code": o["exit_code"], "error": o["error"]}
         )
-    return FleetResult(orgs)
+    return FleetResult(orgs, {name: float(o.get("seconds", 0.0)) for name, o in outcomes.items()})
 
 
 @contextmanager
@@ -115,8 +117,8 @@ def _client(address: str | None, workers: int, say: Say) -> Iterator[Any]:
 
     if address:
         try:
-            client = Client(address, timeout="20s")  # type: ignore[no-untyped-call]
-        except (OSError, TimeoutError) as exc:
+            client = Client(address, timeout="10s")  # type: ignore[no-untyped-call]
+        except (OSError, TimeoutError, ValueError) as exc:
             raise SchedulerUnreachable(
                 f"cannot reach the Dask scheduler at {address}: {exc}"
             ) from None
