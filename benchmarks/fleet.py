@@ -209,7 +209,7 @@ def main() -> None:
                 )
             else:
                 print(
-                    f"fleet, 2 workers: {wall:.1f} s wall = {base_wall / wall:.2f}× faster than "
+                    f"fleet, 2 workers: {wall:.1f} s wall: speed-up {base_wall / wall:.2f}× over "
                     "the baseline one after another"
                 )
                 before = {

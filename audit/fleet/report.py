@@ -241,9 +241,8 @@ def _budget_cell(budget: dict[str, Any]) -> str:
     return f"{budget['used_pct']:.1f} % of {budget['credits']:,.0f} ({budget['period']})"
 
 
-def _tables(r: dict[str, Any]) -> list[Table]:
-    t = r["totals"]
-    fleet_row = [
+def _spend_cells(t: dict[str, Any]) -> list[str]:
+    return [
         f"{t['actions']:,}",
         f"{t['awu']:,.1f}",
         f"{t['reported_awu']:,.1f}",
@@ -251,74 +250,45 @@ def _tables(r: dict[str, Any]) -> list[Table]:
         f"{t['credits']:,.0f}",
         _money(t["cost_usd"]),
     ]
-    orgs = [
-        [
-            name,
-            "yes" if b["is_sandbox"] else "",
-            f"{b['totals']['actions']:,}",
-            f"{b['totals']['awu']:,.1f}",
-            f"{b['totals']['reported_awu']:,.1f}",
-            f"{b['totals']['reported_awu'] - b['totals']['awu']:+,.1f}",
-            _money(b["totals"]["cost_usd"]),
-            _budget_cell(b["budget"]),
-        ]
-        for name, b in r["orgs"].items()
+
+
+def _top_cells(f: dict[str, Any]) -> list[str]:
+    return [
+        f["org"],
+        f["kind"],
+        f["agent"] or "",
+        f["action_name"] or "",
+        f"{f['wasted_awu']:,.1f}",
+        _money(f["wasted_usd"]),
+        f["explanation"] or "",
     ]
+
+
+_SPEND = ["actions", "AWU", "reported AWU", "reported − recomputed", "credits", "cost"]
+
+
+def _tables(r: dict[str, Any]) -> list[Table]:
+    orgs = r["orgs"]
+    per_org = [
+        [name, "yes" if b["is_sandbox"] else "", *_spend_cells(b["totals"]),
+         _budget_cell(b["budget"])]
+        for name, b in orgs.items()
+    ]  # fmt: skip
     waste = [
-        [name]
-        + [
-            f"{b['findings'][k]['wasted_awu']:,.1f} ({b['findings'][k]['count']})"
-            for k in WASTE_KINDS
-        ]
-        for name, b in r["orgs"].items()
-    ]
-    top = [
-        [
-            f["org"],
-            f["kind"],
-            f["agent"] or "",
-            f["action_name"] or "",
-            f"{f['wasted_awu']:,.1f}",
-            _money(f["wasted_usd"]),
-            f["explanation"] or "",
-        ]
-        for f in r["top_waste"]
-    ]
+        [name, *(f"{b['findings'][k]['wasted_awu']:,.1f} ({b['findings'][k]['count']})"
+                 for k in WASTE_KINDS)]
+        for name, b in orgs.items()
+    ]  # fmt: skip
     ranked = [
-        [
-            str(i),
-            n,
-            f"{100 * r['orgs'][n]['waste_share']:.1f} %",
-            f"{r['orgs'][n]['waste_awu']:,.1f}",
-        ]
+        [str(i), n, f"{100 * orgs[n]['waste_share']:.1f} %", f"{orgs[n]['waste_awu']:,.1f}"]
         for i, n in enumerate(r["ranking"], 1)
     ]
+    top_head = ["org", "kind", "agent", "action", "wasted AWU", "wasted $", "why"]
     return [
-        (
-            "Fleet totals",
-            ["actions", "AWU", "reported AWU", "reported − recomputed", "credits", "cost"],
-            [fleet_row],
-        ),
-        (
-            "Per org",
-            [
-                "org",
-                "sandbox",
-                "actions",
-                "AWU",
-                "reported AWU",
-                "reported − recomputed",
-                "cost",
-                "budget used",
-            ],
-            orgs,
-        ),
+        ("Fleet totals", _SPEND, [_spend_cells(r["totals"])]),
+        ("Per org", ["org", "sandbox", *_SPEND, "budget used"], per_org),
         ("Waste by kind (wasted AWU, count)", ["org", *WASTE_KINDS], waste),
-        (
-            "Top waste across the fleet",
-            ["org", "kind", "agent", "action", "wasted AWU", "wasted $", "why"],
-            top,
-        ),
+        ("Top waste across the fleet", top_head, [_top_cells(f) for f in r["top_waste"]]),
         ("Orgs ranked by waste share", ["#", "org", "waste share", "wasted AWU"], ranked),
     ]
 
