@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from audit.store.actions import Actions
 from audit.store.db import StoreBase, map_errors, open_database, open_database_readonly
 from audit.store.findings import FindingChanges, Findings
+from audit.store.lake import LakeRows
 from audit.store.lock import RunLock
 from audit.store.outbox import Delivery, Outbox
 from audit.store.reports import Reports, run_triggers
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 
-class Store(RunLock, Actions, Findings, Outbox, Reports, Sources):
+class Store(RunLock, Actions, Findings, Outbox, Reports, Sources, LakeRows):
     """An open awu-audit store. Use one from one thread at a time."""
 
     @classmethod
