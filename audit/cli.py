@@ -353,15 +353,43 @@ def schedule(config: str | None, once: bool) -> None:
     type=click.Path(dir_okay=False),
     help="Read this store instead of the config's [store] path (e.g. awu-audit-demo.db).",
 )
+@click.option("--since", help="Window start (ISO date or datetime). Default: the last run's.")
+@click.option("--until", help="Window end, exclusive. Default with --since: now.")
+@click.option("--run", "run_id", help="Report the window of this run (id or unique prefix).")
 @friendly_errors
-def report(config: str | None, fmt: str, out: str | None, db_path: str | None) -> None:
-    """Findings and usage from the store, as HTML, Markdown or JSON."""
+def report(
+    config: str | None,
+    fmt: str,
+    out: str | None,
+    db_path: str | None,
+    since: str | None,
+    until: str | None,
+    run_id: str | None,
+) -> None:
+    """One window's usage, waste, budget and pricing from the store, as HTML, Markdown or
+    JSON (default window: the latest completed run's)."""
+    from audit.pipeline import parse_when
     from audit.report import render_report
 
-    store = Path(db_path) if db_path else _load(config).store.path
-    text = render_report(store, fmt)
+    cfg = None if db_path and not config else _load(config)
+    store = Path(db_path) if db_path else cfg.store.path if cfg else Path("awu-audit.db")
+    text = render_report(
+        store,
+        fmt,
+        cfg=cfg,
+        since=parse_when(since, "--since") if since else None,
+        until=parse_when(until, "--until") if until else None,
+        run_id=run_id,
+    )
+    _write_or_echo(text, out)
+
+
+def _write_or_echo(text: str, out: str | None) -> None:
     if out:
-        Path(out).write_text(text, encoding="utf-8")
+        try:
+            Path(out).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write {out}: {exc.strerror}") from None
         click.echo(f"wrote {out}", err=True)
     else:
         click.echo(text)

@@ -1,5 +1,6 @@
 """What `audit report` and `audit demo` read: the last completed run, open findings by kind
-and the costliest ones, usage by day, and which triggers a store's runs had."""
+and the costliest ones, usage by day, and which triggers a store's runs had. The queries of
+one report window are in `report_queries`."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from audit.store.db import StoreBase, map_errors
+from audit.store.db import map_errors
+from audit.store.report_queries import ReportQueries
 
 __all__ = ["Reports", "run_triggers"]
 
 
-class Reports(StoreBase):
+class Reports(ReportQueries):
     def latest_completed_run(self) -> dict[str, Any] | None:
         """The run that ended 'ok' last started (its summary left as JSON text)."""
         rows = self._rows(
