@@ -395,6 +395,60 @@ def _write_or_echo(text: str, out: str | None) -> None:
         click.echo(text)
 
 
+@cli.command("export")
+@click.option("--config", "config", type=click.Path(dir_okay=False))
+@click.option(
+    "--db", "db_path", type=click.Path(dir_okay=False), help="Read this store instead."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["focus", "csv"]), default="focus", show_default=True
+)
+@click.option(
+    "--table",
+    type=click.Choice(["findings", "actions", "daily_usage"]),
+    help="With --format csv: the table to write.",
+)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="F.csv or F.parquet.")
+@click.option("--since", help="Window start (ISO date or datetime). Default: the last run's.")
+@click.option("--until", help="Window end, exclusive. Default with --since: now.")
+@click.option("--run", "run_id", help="Export the window of this run (id or unique prefix).")
+@friendly_errors
+def export_cmd(
+    config: str | None,
+    db_path: str | None,
+    fmt: str,
+    table: str | None,
+    out: str,
+    since: str | None,
+    until: str | None,
+    run_id: str | None,
+) -> None:
+    """One window's usage as FinOps FOCUS 1.2 (CSV or Parquet by --out's extension), or a
+    store table as CSV."""
+    from audit.export import export
+    from audit.pipeline import parse_when
+
+    cfg = None if db_path and not config else _load(config)
+    store = Path(db_path) if db_path else cfg.store.path if cfg else Path("awu-audit.db")
+    try:
+        rows, window = export(
+            store,
+            Path(out),
+            fmt=fmt,
+            table=table,
+            cfg=cfg,
+            since=parse_when(since, "--since") if since else None,
+            until=parse_when(until, "--until") if until else None,
+            run_id=run_id,
+        )
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out}: {exc.strerror}") from None
+    click.echo(
+        f"wrote {out}: {rows:,} rows for {window[0].isoformat()} .. {window[1].isoformat()}",
+        err=True,
+    )
+
+
 @cli.group()
 def alerts() -> None:
     """Alert channels."""
