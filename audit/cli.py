@@ -133,10 +133,22 @@ def _load(config: str | None) -> Any:
 
 
 @contextmanager
-def _progress(enabled: bool) -> Iterator[Callable[[str, int, int | None], None]]:
-    """A rich progress display on stderr for long work; silent when not a terminal."""
-    if not enabled or not sys.stderr.isatty():
+def _progress(
+    enabled: bool, *, log: bool = False, log_to_stderr: bool = True
+) -> Iterator[Callable[[str, int, int | None], None]]:
+    """Progress for long work: rich bars on stderr when it is a terminal; one timestamped
+    line per stage (and one every few seconds while it moves) when it is not, or when
+    `log` is set — on stderr, or on stdout beside the summary (`log_to_stderr=False`, so a
+    cron log reads in order); nothing when not `enabled`."""
+    if not enabled:
         yield lambda stage, done, total: None
+        return
+    if log or not sys.stderr.isatty():
+        from audit.progress import StageLog
+
+        yield StageLog(
+            lambda line: click.echo(line, err=log_to_stderr), every_s=1.0 if log else 5.0
+        )
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
@@ -167,21 +179,50 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int | None], None]]
 )
 @click.option("--until", help="Window end (exclusive). Default: now.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object (SPEC §7).")
+@click.option(
+    "--quiet", "-q", is_flag=True, help="No progress; one summary line and what needs attention."
+)
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="Timestamped stage lines (also on a terminal), every note.",
+)
 @friendly_errors
-def run(config: str | None, since: str | None, until: str | None, as_json: bool) -> None:
+def run(
+    config: str | None,
+    since: str | None,
+    until: str | None,
+    as_json: bool,
+    quiet: bool,
+    verbose: bool,
+) -> None:
     """One audit: sync, recompute, findings, budgets, alerts."""
     from audit.pipeline import parse_when, run_audit
-    from audit.summary import print_summary
+    from audit.progress import log_line
+    from audit.summary import alert_lines, print_quiet, print_summary
 
+    if quiet and verbose:
+        raise ConfigError("--quiet and --verbose contradict each other: pass one")
     cfg = _load(config)
     s = parse_when(since, "--since") if since else None
     u = parse_when(until, "--until") if until else None
-    with _progress(not as_json) as progress:
+    # --json keeps stdout for the one object and stderr for errors: stage lines only when asked
+    show = verbose or not (quiet or as_json)
+    with _progress(show, log=verbose, log_to_stderr=as_json) as progress:
         result = run_audit(cfg, since=s, until=u, progress=progress)
     if as_json:
         click.echo(json.dumps(result.output, sort_keys=False))
+        if not quiet:  # the JSON stays alone on stdout; what it did is logged on stderr
+            for line in alert_lines(result):
+                level = "WARNING" if line.startswith("alert NOT") else "INFO"
+                click.echo(log_line(level, line), err=True)
+            if result.hint:
+                click.echo(log_line("WARNING", f"hint: {result.hint}"), err=True)
+    elif quiet:
+        print_quiet(result)
     else:
-        print_summary(result, store_path=cfg.store.path)
+        print_summary(result, store_path=cfg.store.path, all_notes=verbose)
     if result.exit_code:
         raise _fail_on_tripped(cfg.run.fail_on)
 

@@ -27,6 +27,7 @@ from audit.engine.model import Action
 from audit.engine.rules import Finding
 from audit.errors import ConfigError, StoreError
 from audit.report.data import Window, choose_window
+from audit.report.render import recorded_config
 from audit.store import Store
 from audit.store.report_queries import EXPORT_TABLES
 
@@ -235,7 +236,6 @@ def export(
     """Write the export; returns the rows written and the window exported."""
     if not store_path.exists():
         raise StoreError(f"no store at {store_path}; run `audit run` first")
-    cfg = cfg or Config()
     suffix = out.suffix.lower()
     if fmt == "csv" and table not in EXPORT_TABLES:
         raise ConfigError(f"--format csv needs --table {'|'.join(EXPORT_TABLES)}")
@@ -244,6 +244,7 @@ def export(
     now = now or datetime.now(timezone.utc)
     with Store.open(store_path) as store:
         window, run = choose_window(store, since=since, until=until, run_id=run_id, now=now)
+        cfg = cfg or recorded_config(store, run)
         run = run or store.latest_completed_run() or {}
         if fmt == "csv":
             assert table is not None

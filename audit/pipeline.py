@@ -26,6 +26,9 @@ from audit.engine.rules import Finding, severity_at_least
 from audit.engine.window import WindowAudit, run_block, top_findings
 from audit.errors import AuditError, ConfigError
 from audit.families import Family, open_families
+from audit.hints import empty_window_hint
+from audit.report.settings import settings_json
+from audit.rounding import round_to_meaning
 from audit.store import FindingChanges, Store
 from connector.client import SalesforceClient
 from connector.errors import ConnectorError
@@ -45,6 +48,8 @@ class RunResult:
     exit_code: int
     top_findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: said when the window held no action but usage exists elsewhere (audit.hints)
+    hint: str | None = None
 
     def summary_line(self) -> str:
         t = self.output["totals"]
@@ -53,6 +58,8 @@ class RunResult:
             f"run {self.output['run_id'][:8]} ok: {t['actions']} actions, {t['awu']:g} AWU, "
             f"${t['cost_usd']:,.2f}; {found} findings; "
             f"{len(self.output['budget']['alerts_sent'])} alerts sent"
+            + (f", {len(failed)} failed" if (failed := self.output["budget"].get("alerts_failed"))
+               else "")
         )
 
 
@@ -146,6 +153,8 @@ def _sync_and_audit(
         default = day_floor(run.now - timedelta(days=run.cfg.sync.initial_days))
         window = (primary.source.audit_start(run.store, default), run.now)
     result = _audit_primary(run, primary, window, client)
+    if result.output["totals"]["actions"] == 0:
+        result.hint = empty_window_hint(run.store, run.cfg, client, window)
     if others:
         _add_side_by_side(run, result, primary, others, window)
     if any(f.reads_vendor_view for f in families):
@@ -166,16 +175,20 @@ def _audit_primary(
             run.run_id, audit.result.findings, window_start=start, window_end=end
         )
     decisions = _decide(run, audit, changes)
-    alerts_sent = _announce(run, decisions)
-    output = run_block(
+    alerts_sent, alerts_failed = _announce(run, decisions)
+    output = round_to_meaning(run_block(
         audit,
         run_id=run.run_id,
         org_id=run.org.org_id,
-        budget={**_budget_json(cfg, decisions), "alerts_sent": alerts_sent},
+        budget={
+            **_budget_json(cfg, decisions),
+            "alerts_sent": alerts_sent,
+            "alerts_failed": alerts_failed,
+        },
         sync=family.source.sync_counts(),
         bad_files=family.bad_files(store, window),
         extra=family.extra_output(audit),
-    )
+    ))
     exit_code = 0
     if cfg.run.fail_on != "off" and any(
         severity_at_least(f.severity, cfg.run.fail_on) for f in audit.result.findings
@@ -237,16 +250,20 @@ def _decide(run: _Run, audit: WindowAudit, changes: FindingChanges) -> Decisions
     )
 
 
-def _announce(run: _Run, decisions: Decisions) -> list[dict[str, Any]]:
+def _announce(
+    run: _Run, decisions: Decisions
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Record the decided alerts in the outbox — even with no channel configured: a
     threshold fires once per period, not again on the day someone adds a Slack webhook —
-    then deliver whatever is pending. Returns what this run delivered."""
+    then deliver whatever is pending. Returns what this run delivered, and what failed."""
     channels, channel_errors = alerts.channels_from_config(run.cfg)
     names = sorted(set(channels) | set(channel_errors))
     alerts.enqueue(run.store, decisions.alerts, names, run.run_id, run.now)
-    return alerts.deliver_pending(
-        run.store, channels, run.run_id, run.now, channel_errors=channel_errors
+    failed: list[dict[str, Any]] = []
+    sent = alerts.deliver_pending(
+        run.store, channels, run.run_id, run.now, channel_errors=channel_errors, failed=failed
     )
+    return sent, failed
 
 
 def _budget_json(cfg: Config, decisions: Decisions) -> dict[str, Any]:
@@ -296,6 +313,7 @@ def _analysis(run: _Run, audit: WindowAudit) -> dict[str, Any]:
         ).as_json(),
         "pricing": audit.what_if.as_dict(),
         "bad_records": audit.result.bad_records[:50],
+        "settings": settings_json(cfg),  # what `audit report --db` reads the run with
     }
 
 
@@ -317,14 +335,14 @@ def _add_side_by_side(
             ).result.costs.values()
         )
         status = budget_mod.evaluate_budget(period, used, run.cfg.budget, ())
-        blocks[family.source.family] = run_block(
+        blocks[family.source.family] = round_to_meaning(run_block(
             audit,
             run_id=run.run_id,
             org_id=run.org.org_id,
             budget={**status.as_json(), "depletion_date": None, "alerts_sent": []},
             sync=family.source.sync_counts(),
             extra=family.extra_output(audit),
-        )
+        ))
     result.output["sources"] = blocks
     run.store.merge_run_summary(run.run_id, sources=blocks)
 

@@ -52,6 +52,7 @@ def deliver_pending(
     now: datetime,
     *,
     channel_errors: Mapping[str, str] | None = None,
+    failed: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Try every delivery not yet 'sent'; record each outcome as soon as it is known.
 
@@ -60,6 +61,9 @@ def deliver_pending(
     Returns the alerts this call delivered, in §7 `alerts_sent` form:
     [{"kind", "period", "threshold" (absent when None), "day" (absent when None),
       "channels": [channels that accepted it in this call]}].
+    Each delivery that failed in this call is appended to `failed` (when given) in §7
+    `alerts_failed` form: {"kind", "period", "threshold" (absent when None), "channel",
+    "error"} — the error line carries no secret.
     """
     errors = dict(channel_errors or {})
     delivered: dict[str, dict[str, Any]] = {}
@@ -81,6 +85,10 @@ def deliver_pending(
         if error is None:
             entry = delivered.setdefault(aid, _alerts_sent_entry(alert))
             entry["channels"].append(channel_name)
+        elif failed is not None:
+            entry = _alerts_sent_entry(alert)
+            del entry["channels"]
+            failed.append({**entry, "channel": channel_name, "error": error})
     return list(delivered.values())
 
 

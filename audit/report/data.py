@@ -26,6 +26,7 @@ from audit.report.series import (
     top_waste,
     waste_by_kind_day,
 )
+from audit.rounding import round_to_meaning
 from audit.store import Store
 from audit.store.report_queries import StoredWindow
 
@@ -99,8 +100,14 @@ def build_report(
         stored.actions, stored.costs, cfg.pricing,
         window_start=window[0], window_end=window[1], sandbox=sandbox,
     )  # fmt: skip
-    budget, progress = _budget(store, cfg, window, now)
-    return {
+    # the budget as the run saw it (its forecast, its period); without a run, as of the
+    # window's end or now, whichever is first
+    if run and run.get("started_at"):
+        as_of = min(parse_sf_datetime(run["started_at"]), now)
+    else:
+        as_of = min(now, window[1])
+    budget, progress = _budget(store, cfg, window, as_of)
+    doc: dict[str, Any] = round_to_meaning({
         "window": _window_json(window),
         "org_id": (run or {}).get("org_id"),
         "is_sandbox": sandbox,
@@ -116,7 +123,8 @@ def build_report(
         "details": _details(store, cfg, stored, findings, what_if.as_dict(), sandbox, window)
         | {"budget_progress": progress, "vendor": summary.get("vendor")},
         "about": _about(store, cfg, run, now),
-    }
+    })
+    return doc
 
 
 def _summary(run: dict[str, Any] | None) -> dict[str, Any]:
@@ -132,20 +140,17 @@ def _window_json(window: Window) -> dict[str, str]:
 
 
 def _budget(
-    store: Store, cfg: Config, window: Window, now: datetime
+    store: Store, cfg: Config, window: Window, as_of: datetime
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The §7 budget block of the window's last period (all stored usage of that period),
-    with the alerts recorded for it, and the cumulative series the budget chart draws."""
+    """The §7 budget block of the window's last period (all stored usage of that period)
+    as of `as_of`, with the alerts recorded for it, and the series the budget chart draws."""
     period = budget_mod.periods_overlapping(*window)[-1]
     p_start, p_end = budget_mod.period_bounds(period)
     used = store.credits_between(p_start, p_end)
     status = budget_mod.evaluate_budget(period, used, cfg.budget, ())
     daily = store.action_credits_by_day(p_start, p_end)
-    # the forecast as of the window's end (or now, whichever is first): a past period's
-    # report shows what its trend was then
-    as_of = min(now, window[1], p_end)
-    fc = budget_mod.forecast(period, daily, cfg.budget, as_of) if as_of > p_start else None
-    current = budget_mod.period_of(now) == period
+    fc = budget_mod.forecast(period, daily, cfg.budget, as_of)
+    current = budget_mod.period_of(as_of) == period
     sent, failed = _alert_outcomes(store.alerts_of_period(period))
     block = {
         **status.as_json(),

@@ -14,9 +14,10 @@ from audit.errors import StoreError
 from audit.report import labels
 from audit.report.data import build_report, choose_window
 from audit.report.figures import figures
+from audit.report.settings import config_with_settings
 from audit.store import Store
 
-__all__ = ["render_document", "render_report"]
+__all__ = ["recorded_config", "render_document", "render_report"]
 
 
 def render_report(
@@ -30,15 +31,24 @@ def render_report(
     now: datetime | None = None,
 ) -> str:
     """Read one window's report from the store at `store_path` and render it as `fmt`
-    (html, md or json). Without `cfg` the built-in rules, prices and budget apply."""
+    (html, md or json). Without `cfg` the rules, prices and budget the run recorded apply
+    (the built-in ones when it recorded none)."""
     if not store_path.exists():
         raise StoreError(f"no store at {store_path}; run `audit run` first")
-    cfg = cfg or Config()
     now = now or datetime.now(timezone.utc)
     with Store.open(store_path) as store:
         window, run = choose_window(store, since=since, until=until, run_id=run_id, now=now)
+        cfg = cfg or recorded_config(store, run)
         doc = build_report(store, cfg, window, run, now=now)
     return render_document(doc, fmt)
+
+
+def recorded_config(store: Store, run: dict[str, Any] | None) -> Config:
+    """The settings of `run` (else of the latest completed run) as a Config."""
+    source = run or store.latest_completed_run() or {}
+    text = source.get("summary")
+    summary = json.loads(text) if isinstance(text, str) and text else {}
+    return config_with_settings((summary.get("analysis") or {}).get("settings"))
 
 
 def render_document(doc: dict[str, Any], fmt: str) -> str:
