@@ -245,12 +245,34 @@ def run(
     show_default=True,
     help="Audit AgentWorkItem + event logs, or Data 360.",
 )
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False),
+    help="Leave the org snapshot, its key and a config here, and print the commands that "
+    "reproduce the demo by hand.",
+)
+@click.option(
+    "--keep-port",
+    default=8443,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="The port the kept config expects the mock org on.",
+)
 @friendly_errors
-def demo(db_path: str, actions: int, seed: int, source: str) -> None:
+def demo(
+    db_path: str, actions: int, seed: int, source: str, keep: str | None, keep_port: int
+) -> None:
     """Generate an org, serve it from a mock Salesforce on loopback, audit it, print the summary."""
     from audit.demo import run_demo
 
-    run_demo(Path(db_path), actions=actions, seed=seed, source=source)
+    run_demo(
+        Path(db_path),
+        actions=actions,
+        seed=seed,
+        source=source,
+        keep=Path(keep) if keep else None,
+        keep_port=keep_port,
+    )
 
 
 @cli.command()

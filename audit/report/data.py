@@ -160,6 +160,13 @@ def _budget(
         "alerts_failed": failed,
     }
     progress = budget_progress(period, daily, cfg.budget, fc)
+    if fc is None:
+        progress["no_forecast"] = (
+            f"{period} had ended when the data was audited ({as_of.date().isoformat()}): a "
+            "forecast is made only for the month in progress"
+            if not current
+            else f"{period} has no complete day of usage before {as_of.date().isoformat()} yet"
+        )
     return block, progress
 
 
