@@ -6,9 +6,8 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import date
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -132,44 +131,14 @@ def _load(config: str | None) -> Any:
     return load_config(path)
 
 
-@contextmanager
 def _progress(
     enabled: bool, *, log: bool = False, log_to_stderr: bool = True
-) -> Iterator[Callable[[str, int, int | None], None]]:
-    """Progress for long work: rich bars on stderr when it is a terminal; one timestamped
-    line per stage (and one every few seconds while it moves) when it is not, or when
-    `log` is set — on stderr, or on stdout beside the summary (`log_to_stderr=False`, so a
-    cron log reads in order); nothing when not `enabled`."""
-    if not enabled:
-        yield lambda stage, done, total: None
-        return
-    if log or not sys.stderr.isatty():
-        from audit.progress import StageLog
+) -> AbstractContextManager[Callable[[str, int, int | None], None]]:
+    from audit.progress import progress_display
 
-        yield StageLog(
-            lambda line: click.echo(line, err=log_to_stderr), every_s=1.0 if log else 5.0
-        )
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
-
-    console = Console(stderr=True)
-    tasks: dict[str, Any] = {}
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-
-        def update(stage: str, done: int, total: int | None) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        yield update
+    return progress_display(
+        enabled, log=log, write=lambda line: click.echo(line, err=log_to_stderr)
+    )
 
 
 @cli.command()
@@ -179,28 +148,16 @@ def _progress(
 )
 @click.option("--until", help="Window end (exclusive). Default: now.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object (SPEC §7).")
-@click.option(
-    "--quiet", "-q", is_flag=True, help="No progress; one summary line and what needs attention."
-)
-@click.option(
-    "--verbose",
-    "-v",
-    is_flag=True,
-    help="Timestamped stage lines (also on a terminal), every note.",
-)
+@click.option("--quiet", "-q", is_flag=True, help="One summary line and what needs attention.")
+@click.option("--verbose", "-v", is_flag=True, help="Stage lines even on a terminal; every note.")
 @friendly_errors
 def run(
-    config: str | None,
-    since: str | None,
-    until: str | None,
-    as_json: bool,
-    quiet: bool,
+    config: str | None, since: str | None, until: str | None, as_json: bool, quiet: bool,
     verbose: bool,
-) -> None:
+) -> None:  # fmt: skip
     """One audit: sync, recompute, findings, budgets, alerts."""
     from audit.pipeline import parse_when, run_audit
-    from audit.progress import log_line
-    from audit.summary import alert_lines, print_quiet, print_summary
+    from audit.summary import log_what_it_did, print_quiet, print_summary
 
     if quiet and verbose:
         raise ConfigError("--quiet and --verbose contradict each other: pass one")
@@ -214,11 +171,7 @@ def run(
     if as_json:
         click.echo(json.dumps(result.output, sort_keys=False))
         if not quiet:  # the JSON stays alone on stdout; what it did is logged on stderr
-            for line in alert_lines(result):
-                level = "WARNING" if line.startswith("alert NOT") else "INFO"
-                click.echo(log_line(level, line), err=True)
-            if result.hint:
-                click.echo(log_line("WARNING", f"hint: {result.hint}"), err=True)
+            log_what_it_did(result, lambda line: click.echo(line, err=True))
     elif quiet:
         print_quiet(result)
     else:
@@ -245,19 +198,9 @@ def run(
     show_default=True,
     help="Audit AgentWorkItem + event logs, or Data 360.",
 )
-@click.option(
-    "--keep",
-    type=click.Path(file_okay=False),
-    help="Leave the org snapshot, its key and a config here, and print the commands that "
-    "reproduce the demo by hand.",
-)
-@click.option(
-    "--keep-port",
-    default=8443,
-    show_default=True,
-    type=click.IntRange(1, 65535),
-    help="The port the kept config expects the mock org on.",
-)
+@click.option("--keep", type=click.Path(file_okay=False), help="Leave the org and a config here.")
+@click.option("--keep-port", default=8443, show_default=True, type=click.IntRange(1, 65535),
+              help="The port the kept config expects the mock org on.")  # fmt: skip
 @friendly_errors
 def demo(
     db_path: str, actions: int, seed: int, source: str, keep: str | None, keep_port: int
@@ -265,13 +208,9 @@ def demo(
     """Generate an org, serve it from a mock Salesforce on loopback, audit it, print the summary."""
     from audit.demo import run_demo
 
+    kept = Path(keep) if keep else None
     run_demo(
-        Path(db_path),
-        actions=actions,
-        seed=seed,
-        source=source,
-        keep=Path(keep) if keep else None,
-        keep_port=keep_port,
+        Path(db_path), actions=actions, seed=seed, source=source, keep=kept, keep_port=keep_port
     )
 
 
@@ -404,21 +343,27 @@ def schedule(config: str | None, once: bool) -> None:
         raise _fail_on_tripped(cfg.run.fail_on)
 
 
+def _window_options(fn: F) -> F:
+    """--db, --since, --until, --run: the store and the one window of a report or export."""
+    for option in (
+        click.option("--run", "run_id", help="The window of this run (id or unique prefix)."),
+        click.option("--until", help="Window end, exclusive. Default with --since: now."),
+        click.option("--since", help="Window start (ISO date or datetime). Default: last run's."),
+        click.option(
+            "--db", "db_path", type=click.Path(dir_okay=False), help="Read this store instead."
+        ),
+    ):
+        fn = option(fn)
+    return fn
+
+
 @cli.command()
 @click.option("--config", "config", type=click.Path(dir_okay=False))
 @click.option(
     "--format", "fmt", type=click.Choice(["html", "md", "json"]), default="md", show_default=True
 )
 @click.option("--out", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
-@click.option(
-    "--db",
-    "db_path",
-    type=click.Path(dir_okay=False),
-    help="Read this store instead of the config's [store] path (e.g. awu-audit-demo.db).",
-)
-@click.option("--since", help="Window start (ISO date or datetime). Default: the last run's.")
-@click.option("--until", help="Window end, exclusive. Default with --since: now.")
-@click.option("--run", "run_id", help="Report the window of this run (id or unique prefix).")
+@_window_options
 @friendly_errors
 def report(
     config: str | None,
@@ -431,20 +376,27 @@ def report(
 ) -> None:
     """One window's usage, waste, budget and pricing from the store, as HTML, Markdown or
     JSON (default window: the latest completed run's)."""
-    from audit.pipeline import parse_when
     from audit.report import render_report
+
+    store, window = _store_and_window(config, db_path, since, until, run_id)
+    _write_or_echo(render_report(store, fmt, **window), out)
+
+
+def _store_and_window(
+    config: str | None, db_path: str | None, since: str | None, until: str | None, run: str | None
+) -> tuple[Path, dict[str, Any]]:
+    """The store to read, and the config and window arguments of a report or export: with
+    --db alone, the settings the run recorded apply (cfg None)."""
+    from audit.pipeline import parse_when
 
     cfg = None if db_path and not config else _load(config)
     store = Path(db_path) if db_path else cfg.store.path if cfg else Path("awu-audit.db")
-    text = render_report(
-        store,
-        fmt,
-        cfg=cfg,
-        since=parse_when(since, "--since") if since else None,
-        until=parse_when(until, "--until") if until else None,
-        run_id=run_id,
-    )
-    _write_or_echo(text, out)
+    return store, {
+        "cfg": cfg,
+        "since": parse_when(since, "--since") if since else None,
+        "until": parse_when(until, "--until") if until else None,
+        "run_id": run,
+    }
 
 
 def _write_or_echo(text: str, out: str | None) -> None:
@@ -461,9 +413,6 @@ def _write_or_echo(text: str, out: str | None) -> None:
 @cli.command("export")
 @click.option("--config", "config", type=click.Path(dir_okay=False))
 @click.option(
-    "--db", "db_path", type=click.Path(dir_okay=False), help="Read this store instead."
-)
-@click.option(
     "--format", "fmt", type=click.Choice(["focus", "csv"]), default="focus", show_default=True
 )
 @click.option(
@@ -472,9 +421,7 @@ def _write_or_echo(text: str, out: str | None) -> None:
     help="With --format csv: the table to write.",
 )
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="F.csv or F.parquet.")
-@click.option("--since", help="Window start (ISO date or datetime). Default: the last run's.")
-@click.option("--until", help="Window end, exclusive. Default with --since: now.")
-@click.option("--run", "run_id", help="Export the window of this run (id or unique prefix).")
+@_window_options
 @friendly_errors
 def export_cmd(
     config: str | None,
@@ -489,27 +436,10 @@ def export_cmd(
     """One window's usage as FinOps FOCUS 1.2 (CSV or Parquet by --out's extension), or a
     store table as CSV."""
     from audit.export import export
-    from audit.pipeline import parse_when
 
-    cfg = None if db_path and not config else _load(config)
-    store = Path(db_path) if db_path else cfg.store.path if cfg else Path("awu-audit.db")
-    try:
-        rows, window = export(
-            store,
-            Path(out),
-            fmt=fmt,
-            table=table,
-            cfg=cfg,
-            since=parse_when(since, "--since") if since else None,
-            until=parse_when(until, "--until") if until else None,
-            run_id=run_id,
-        )
-    except OSError as exc:
-        raise ConfigError(f"cannot write {out}: {exc.strerror}") from None
-    click.echo(
-        f"wrote {out}: {rows:,} rows for {window[0].isoformat()} .. {window[1].isoformat()}",
-        err=True,
-    )
+    store, window = _store_and_window(config, db_path, since, until, run_id)
+    rows, (start, end) = export(store, Path(out), fmt=fmt, table=table, **window)
+    click.echo(f"wrote {out}: {rows:,} rows for {start.isoformat()} .. {end.isoformat()}", err=True)
 
 
 @cli.group()

@@ -246,14 +246,17 @@ def export(
         window, run = choose_window(store, since=since, until=until, run_id=run_id, now=now)
         cfg = cfg or recorded_config(store, run)
         run = run or store.latest_completed_run() or {}
-        if fmt == "csv":
-            assert table is not None
-            return _write_csv(out, EXPORT_TABLES[table], store.table_rows(table, window)), window
-        rows = focus_rows(
-            store, window, org_id=run.get("org_id") or "unknown",
-            sandbox=bool(run.get("is_sandbox")), pricing=cfg.pricing,
-        )  # fmt: skip
-    if suffix == ".parquet":
-        return _write_parquet(out, rows), window
-    header = list(FOCUS_COLUMNS)
-    return _write_csv(out, header, ([r[c] for c in header] for r in rows)), window
+        if table is not None and fmt == "csv":
+            header, rows = list(EXPORT_TABLES[table]), store.table_rows(table, window)
+        else:
+            header, focus = list(FOCUS_COLUMNS), focus_rows(
+                store, window, org_id=run.get("org_id") or "unknown",
+                sandbox=bool(run.get("is_sandbox")), pricing=cfg.pricing,
+            )  # fmt: skip
+            rows = [tuple(r[c] for c in header) for r in focus]
+    try:
+        if fmt == "focus" and suffix == ".parquet":
+            return _write_parquet(out, focus), window
+        return _write_csv(out, header, rows), window
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out}: {exc.strerror}") from None

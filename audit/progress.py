@@ -4,11 +4,14 @@ nothing with --quiet."""
 
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
+from typing import Any
 
-__all__ = ["StageLog", "log_line"]
+__all__ = ["StageLog", "log_line", "progress_display"]
 
 Write = Callable[[str], None]
 
@@ -52,3 +55,37 @@ class StageLog:
 
     def warning(self, message: str) -> None:
         self._write(log_line("WARNING", message))
+
+
+@contextmanager
+def progress_display(
+    enabled: bool, *, log: bool, write: Write
+) -> Iterator[Callable[[str, int, int | None], None]]:
+    """Progress for long work: rich bars on stderr when it is a terminal; one timestamped
+    line per stage (and one every few seconds while it moves) through `write` when it is
+    not, or when `log` is set; nothing when not `enabled`."""
+    if not enabled:
+        yield lambda stage, done, total: None
+        return
+    if log or not sys.stderr.isatty():
+        yield StageLog(write, every_s=1.0 if log else 5.0)
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+    tasks: dict[str, Any] = {}
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+
+        def update(stage: str, done: int, total: int | None) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -9,8 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from audit.pipeline import RunResult
+from audit.progress import log_line
 
-__all__ = ["alert_lines", "make_console", "print_quiet", "print_summary"]
+__all__ = ["alert_lines", "log_what_it_did", "make_console", "print_quiet", "print_summary"]
 
 _LABELS = {
     "flex": "Flex Credits",
@@ -47,6 +49,14 @@ def _alert_name(a: dict[str, object]) -> str:
     if a.get("day"):
         name += f" ({a['day']})"
     return name
+
+
+def log_what_it_did(result: RunResult, write: Callable[[str], None]) -> None:
+    """The alert lines and the hint as timestamped log lines (beside `--json` output)."""
+    for line in alert_lines(result):
+        write(log_line("WARNING" if line.startswith("alert NOT") else "INFO", line))
+    if result.hint:
+        write(log_line("WARNING", f"hint: {result.hint}"))
 
 
 def print_quiet(result: RunResult, *, console: Console | None = None) -> None:
