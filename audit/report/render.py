@@ -76,8 +76,5 @@ def render_document(doc: dict[str, Any], fmt: str) -> str:
         PRICING_LABELS=labels.PRICING_LABELS,
     )
     if fmt == "html":
-        findings_json = json.dumps(doc["details"]["findings_list"]).replace("</", "<\\/")
-        return env.get_template("report.html.j2").render(
-            doc=doc, charts=figures(doc), findings_json=findings_json
-        )
+        return env.get_template("report.html.j2").render(doc=doc, charts=figures(doc))
     return env.get_template("report.md.j2").render(doc=doc)
