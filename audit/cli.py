@@ -3,110 +3,26 @@ library errors into one clear line on stderr with the SPEC §7 exit codes."""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import date
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
 
+from audit.cli_errors import (
+    CliError,
+    FindingsFailed,
+    friendly_errors,
+)
 from audit.errors import ConfigError
 
 __all__ = ["main", "cli", "CliError"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class CliError(click.ClickException):
-    """One line on stderr, ``audit: error: …``, naming what to fix. Subclasses set the
-    exit code (SPEC §7)."""
-
-    exit_code = 1
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"audit: error: {self.format_message()}", err=True)
-
-
-class FindingsFailed(CliError):
-    """Findings at or above `[run] fail_on`."""
-
-    exit_code = 1
-
-
-class BadInput(CliError):
-    """Bad or missing configuration or input, or a store that cannot be used."""
-
-    exit_code = 2
-
-
-class SalesforceUnreachable(CliError):
-    """Salesforce unreachable, or the login refused."""
-
-    exit_code = 3
-
-
-class InternalError(CliError):
-    """An error nobody planned for: a bug (never exit 1, which means findings)."""
-
-    exit_code = 4
-
-
-class Interrupted(CliError):
-    """Ctrl-C: the conventional 128 + SIGINT."""
-
-    exit_code = 130
-
-    def __init__(self) -> None:
-        super().__init__("interrupted")
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        click.echo("audit: interrupted", err=True)
-
-
-_BY_CODE: dict[int, type[CliError]] = {1: CliError, 2: BadInput, 3: SalesforceUnreachable}
-
-
-def _cli_error(message: str, code: int) -> CliError:
-    """The CliError for an exit code (a new code gets its own subclass, never a wrong one)."""
-    cls: type[CliError] = _BY_CODE.get(code) or type("CliError", (CliError,), {"exit_code": code})
-    return cls(message)
-
-
-def _exit_code_of(exc: BaseException) -> int | None:
-    """The exit code an error of ours carries (`AuditError`, `ConnectorError`, … set an
-    int `exit_code` class attribute); None for anything else."""
-    code = getattr(type(exc), "exit_code", None)
-    return code if isinstance(code, int) and not isinstance(code, bool) else None
-
-
-def friendly_errors(fn: F) -> F:
-    """Turn errors into `CliError`: one line on stderr instead of a traceback
-    (AWU_AUDIT_DEBUG=1 shows the traceback of an unexpected error)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
-        except KeyboardInterrupt:
-            raise Interrupted() from None
-        except Exception as exc:
-            code = _exit_code_of(exc)
-            if code is not None:
-                raise _cli_error(str(exc), code) from None
-            if os.environ.get("AWU_AUDIT_DEBUG"):
-                raise
-            raise InternalError(
-                f"unexpected {type(exc).__name__}: {exc} (set AWU_AUDIT_DEBUG=1 for details)"
-            ) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _fail_on_tripped(fail_on: str, reason: str | None = None) -> FindingsFailed:
@@ -133,32 +49,14 @@ def _load(config: str | None) -> Any:
     return load_config(path)
 
 
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Callable[[str, int, int | None], None]]:
-    """A rich progress display on stderr for long work; silent when not a terminal."""
-    if not enabled or not sys.stderr.isatty():
-        yield lambda stage, done, total: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+def _progress(
+    enabled: bool, *, log: bool = False, log_to_stderr: bool = True
+) -> AbstractContextManager[Callable[[str, int, int | None], None]]:
+    from audit.progress import progress_display
 
-    console = Console(stderr=True)
-    tasks: dict[str, Any] = {}
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-
-        def update(stage: str, done: int, total: int | None) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        yield update
+    return progress_display(
+        enabled, log=log, write=lambda line: click.echo(line, err=log_to_stderr)
+    )
 
 
 @cli.command()
@@ -168,21 +66,34 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int | None], None]]
 )
 @click.option("--until", help="Window end (exclusive). Default: now.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object (SPEC §7).")
+@click.option("--quiet", "-q", is_flag=True, help="One summary line and what needs attention.")
+@click.option("--verbose", "-v", is_flag=True, help="Stage lines even on a terminal; every note.")
 @friendly_errors
-def run(config: str | None, since: str | None, until: str | None, as_json: bool) -> None:
+def run(
+    config: str | None, since: str | None, until: str | None, as_json: bool, quiet: bool,
+    verbose: bool,
+) -> None:  # fmt: skip
     """One audit: sync, recompute, findings, budgets, alerts."""
     from audit.pipeline import parse_when, run_audit
-    from audit.summary import print_summary
+    from audit.summary import log_what_it_did, print_quiet, print_summary
 
+    if quiet and verbose:
+        raise ConfigError("--quiet and --verbose contradict each other: pass one")
     cfg = _load(config)
     s = parse_when(since, "--since") if since else None
     u = parse_when(until, "--until") if until else None
-    with _progress(not as_json) as progress:
+    # --json keeps stdout for the one object and stderr for errors: stage lines only when asked
+    show = verbose or not (quiet or as_json)
+    with _progress(show, log=verbose, log_to_stderr=as_json) as progress:
         result = run_audit(cfg, since=s, until=u, progress=progress)
     if as_json:
         click.echo(json.dumps(result.output, sort_keys=False))
+        if not quiet:  # the JSON stays alone on stdout; what it did is logged on stderr
+            log_what_it_did(result, lambda line: click.echo(line, err=True))
+    elif quiet:
+        print_quiet(result)
     else:
-        print_summary(result, store_path=cfg.store.path)
+        print_summary(result, store_path=cfg.store.path, all_notes=verbose)
     if result.exit_code:
         raise _fail_on_tripped(cfg.run.fail_on, result.fail_on_reason)
 
@@ -205,12 +116,20 @@ def run(config: str | None, since: str | None, until: str | None, as_json: bool)
     show_default=True,
     help="Audit AgentWorkItem + event logs, or Data 360.",
 )
+@click.option("--keep", type=click.Path(file_okay=False), help="Leave the org and a config here.")
+@click.option("--keep-port", default=8443, show_default=True, type=click.IntRange(1, 65535),
+              help="The port the kept config expects the mock org on.")  # fmt: skip
 @friendly_errors
-def demo(db_path: str, actions: int, seed: int, source: str) -> None:
+def demo(
+    db_path: str, actions: int, seed: int, source: str, keep: str | None, keep_port: int
+) -> None:
     """Generate an org, serve it from a mock Salesforce on loopback, audit it, print the summary."""
     from audit.demo import run_demo
 
-    run_demo(Path(db_path), actions=actions, seed=seed, source=source)
+    kept = Path(keep) if keep else None
+    run_demo(
+        Path(db_path), actions=actions, seed=seed, source=source, keep=kept, keep_port=keep_port
+    )
 
 
 @cli.command()
@@ -342,30 +261,103 @@ def schedule(config: str | None, once: bool) -> None:
         raise _fail_on_tripped(cfg.run.fail_on, results[-1].fail_on_reason)
 
 
+def _window_options(fn: F) -> F:
+    """--db, --since, --until, --run: the store and the one window of a report or export."""
+    for option in (
+        click.option("--run", "run_id", help="The window of this run (id or unique prefix)."),
+        click.option("--until", help="Window end, exclusive. Default with --since: now."),
+        click.option("--since", help="Window start (ISO date or datetime). Default: last run's."),
+        click.option(
+            "--db", "db_path", type=click.Path(dir_okay=False), help="Read this store instead."
+        ),
+    ):
+        fn = option(fn)
+    return fn
+
+
 @cli.command()
 @click.option("--config", "config", type=click.Path(dir_okay=False))
 @click.option(
     "--format", "fmt", type=click.Choice(["html", "md", "json"]), default="md", show_default=True
 )
 @click.option("--out", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
-@click.option(
-    "--db",
-    "db_path",
-    type=click.Path(dir_okay=False),
-    help="Read this store instead of the config's [store] path (e.g. awu-audit-demo.db).",
-)
+@_window_options
 @friendly_errors
-def report(config: str | None, fmt: str, out: str | None, db_path: str | None) -> None:
-    """Findings and usage from the store, as HTML, Markdown or JSON."""
+def report(
+    config: str | None,
+    fmt: str,
+    out: str | None,
+    db_path: str | None,
+    since: str | None,
+    until: str | None,
+    run_id: str | None,
+) -> None:
+    """One window's usage, waste, budget and pricing from the store, as HTML, Markdown or
+    JSON (default window: the latest completed run's)."""
     from audit.report import render_report
 
-    store = Path(db_path) if db_path else _load(config).store.path
-    text = render_report(store, fmt)
+    store, window = _store_and_window(config, db_path, since, until, run_id)
+    _write_or_echo(render_report(store, fmt, **window), out)
+
+
+def _store_and_window(
+    config: str | None, db_path: str | None, since: str | None, until: str | None, run: str | None
+) -> tuple[Path, dict[str, Any]]:
+    """The store to read, and the config and window arguments of a report or export: with
+    --db alone, the settings the run recorded apply (cfg None)."""
+    from audit.pipeline import parse_when
+
+    cfg = None if db_path and not config else _load(config)
+    store = Path(db_path) if db_path else cfg.store.path if cfg else Path("awu-audit.db")
+    return store, {
+        "cfg": cfg,
+        "since": parse_when(since, "--since") if since else None,
+        "until": parse_when(until, "--until") if until else None,
+        "run_id": run,
+    }
+
+
+def _write_or_echo(text: str, out: str | None) -> None:
     if out:
-        Path(out).write_text(text, encoding="utf-8")
+        try:
+            Path(out).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write {out}: {exc.strerror}") from None
         click.echo(f"wrote {out}", err=True)
     else:
         click.echo(text)
+
+
+@cli.command("export")
+@click.option("--config", "config", type=click.Path(dir_okay=False))
+@click.option(
+    "--format", "fmt", type=click.Choice(["focus", "csv"]), default="focus", show_default=True
+)
+@click.option(
+    "--table",
+    type=click.Choice(["findings", "actions", "daily_usage"]),
+    help="With --format csv: the table to write.",
+)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="F.csv or F.parquet.")
+@_window_options
+@friendly_errors
+def export_cmd(
+    config: str | None,
+    db_path: str | None,
+    fmt: str,
+    table: str | None,
+    out: str,
+    since: str | None,
+    until: str | None,
+    run_id: str | None,
+) -> None:
+    """One window's usage as FinOps FOCUS 1.2 (CSV or Parquet by --out's extension), or a
+    store table as CSV."""
+    from audit.export import export
+
+    store, window = _store_and_window(config, db_path, since, until, run_id)
+    rows, (start, end) = export(store, Path(out), fmt=fmt, table=table, **window)
+    click.echo(f"wrote {out}: {rows:,} rows for {start.isoformat()} .. {end.isoformat()}", err=True)
 
 
 @cli.group()
@@ -393,98 +385,9 @@ def alerts_test(config: str | None) -> None:
         raise FindingsFailed(f"alert channel test failed: {', '.join(failed)} (see above)")
 
 
-# -- the fleet: many orgs on Dask, one Parquet lake (audit/fleet) ------------------------------
-@cli.group()
-def fleet() -> None:
-    """Many orgs: audited as Dask tasks into one Parquet lake, reported from the lake."""
+from audit.fleet.cli import fleet  # noqa: E402  (registered last: its own module)
 
-
-@fleet.command("run")
-@click.option(
-    "--fleet",
-    "fleet_file",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Fleet file (TOML): [fleet] lake, workers, scheduler; [[orgs]] name, config.",
-)
-@click.option("--since", help="Window start for every org (ISO date or datetime).")
-@click.option("--until", help="Window end (exclusive).")
-@click.option("--workers", type=click.IntRange(min=1), help="Local worker processes.")
-@click.option("--scheduler", help="An existing Dask scheduler, e.g. tcp://host:8786.")
-@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object.")
-@friendly_errors
-def fleet_run(
-    fleet_file: str,
-    since: str | None,
-    until: str | None,
-    workers: int | None,
-    scheduler: str | None,
-    as_json: bool,
-) -> None:
-    """Audit every org of the fleet (one Dask task each) and write the lake."""
-    from audit.fleet import require_fleet_extra
-    from audit.fleet.config import load_fleet
-    from audit.pipeline import parse_when
-
-    spec = load_fleet(fleet_file)
-    s = parse_when(since, "--since") if since else None
-    u = parse_when(until, "--until") if until else None
-    if u is not None and s is None:
-        raise ConfigError("--until needs --since")
-    require_fleet_extra("distributed", "pyarrow")
-    from audit.fleet.run import run_fleet
-
-    result = run_fleet(
-        spec,
-        since=s,
-        until=u,
-        workers=workers,
-        scheduler=scheduler,
-        say=lambda line: click.echo(line, err=True),
-    )
-    if as_json:
-        click.echo(json.dumps(result.output))
-    else:
-        ok = len(result.orgs) - len(result.failed)
-        click.echo(f"fleet: {ok} of {len(result.orgs)} orgs audited into {spec.lake}")
-    if result.failed:
-        raise SalesforceUnreachable(
-            f"{len(result.failed)} of {len(result.orgs)} orgs failed: {', '.join(result.failed)}"
-        )
-    if result.tripped:
-        raise FindingsFailed(f"findings at or above run.fail_on in: {', '.join(result.tripped)}")
-
-
-@fleet.command("report")
-@click.option("--fleet", "fleet_file", required=True, type=click.Path(dir_okay=False))
-@click.option("--since", help="Window start (ISO date or datetime). Default: the whole lake.")
-@click.option("--until", help="Window end (exclusive).")
-@click.option(
-    "--format", "fmt", type=click.Choice(["md", "html", "json"]), default="md", show_default=True
-)
-@click.option("--out", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
-@friendly_errors
-def fleet_report(
-    fleet_file: str, since: str | None, until: str | None, fmt: str, out: str | None
-) -> None:
-    """The fleet view, read from the lake alone (DuckDB)."""
-    from audit.fleet import require_fleet_extra
-    from audit.fleet.config import load_fleet
-    from audit.pipeline import parse_when
-
-    spec = load_fleet(fleet_file)
-    s = parse_when(since, "--since") if since else None
-    u = parse_when(until, "--until") if until else None
-    require_fleet_extra("duckdb")
-    from audit.fleet.report import fleet_report as build
-    from audit.fleet.report import render
-
-    text = render(build(spec, since=s, until=u), fmt)
-    if out:
-        Path(out).write_text(text, encoding="utf-8")
-        click.echo(f"wrote {out}", err=True)
-    else:
-        click.echo(text)
+cli.add_command(fleet)
 
 
 def main() -> None:

@@ -27,6 +27,9 @@ from audit.engine.rules import Finding, severity_at_least
 from audit.engine.window import WindowAudit, run_block, top_findings
 from audit.errors import AuditError, ConfigError
 from audit.families import Family, open_families
+from audit.hints import empty_window_hint
+from audit.report.settings import settings_json
+from audit.rounding import round_to_meaning
 from audit.store import FindingChanges, Store
 from connector.client import SalesforceClient
 from connector.errors import ConnectorError
@@ -48,6 +51,8 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
     #: why `[run] fail_on` tripped (exit 1): how many findings of which kinds; else None
     fail_on_reason: str | None = None
+    #: said when the window held no action but usage exists elsewhere (audit.hints)
+    hint: str | None = None
 
     def summary_line(self) -> str:
         t = self.output["totals"]
@@ -56,6 +61,8 @@ class RunResult:
             f"run {self.output['run_id'][:8]} ok: {t['actions']} actions, {t['awu']:g} AWU, "
             f"${t['cost_usd']:,.2f}; {found} findings; "
             f"{len(self.output['budget']['alerts_sent'])} alerts sent"
+            + (f", {len(failed)} failed" if (failed := self.output["budget"].get("alerts_failed"))
+               else "")
         )
 
 
@@ -151,6 +158,8 @@ def _sync_and_audit(
         default = day_floor(run.now - timedelta(days=run.cfg.sync.initial_days))
         window = (primary.source.audit_start(run.store, default), run.now)
     result = _audit_primary(run, primary, window, client)
+    if result.output["totals"]["actions"] == 0:
+        result.hint = empty_window_hint(run.store, run.cfg, client, window)
     if others:
         _add_side_by_side(run, result, primary, others, window)
     if any(f.reads_vendor_view for f in families):
@@ -167,6 +176,7 @@ def _audit_primary(
     channels, channel_errors = alerts.channels_from_config(cfg)
     decisions = _commit_decisions(run, audit, sorted(set(channels) | set(channel_errors)))
     crashpoints.reached("queued")
+    alerts_failed: list[dict[str, Any]] = []
     alerts_sent = alerts.deliver_pending(
         store,
         channels,
@@ -174,16 +184,21 @@ def _audit_primary(
         run.now,
         channel_errors=channel_errors,
         checkpoint=crashpoints.reached,
+        failed=alerts_failed,
     )
-    output = run_block(
+    output = round_to_meaning(run_block(
         audit,
         run_id=run.run_id,
         org_id=run.org.org_id,
-        budget={**_budget_json(cfg, decisions), "alerts_sent": alerts_sent},
+        budget={
+            **_budget_json(cfg, decisions),
+            "alerts_sent": alerts_sent,
+            "alerts_failed": alerts_failed,
+        },
         sync=family.source.sync_counts(),
         bad_files=family.bad_files(store, window),
         extra=family.extra_output(audit),
-    )
+    ))
     fail_on = fail_on_reason(cfg, audit.result.findings)
     _finish(run, audit, output, client)
     analysis_json = {**_analysis(run, audit), "forecast": _forecast_json(decisions)}
@@ -332,6 +347,7 @@ def _analysis(run: _Run, audit: WindowAudit) -> dict[str, Any]:
         ).as_json(),
         "pricing": audit.what_if.as_dict(),
         "bad_records": audit.result.bad_records[:50],
+        "settings": settings_json(cfg),  # what `audit report --db` reads the run with
     }
 
 
@@ -353,14 +369,14 @@ def _add_side_by_side(
             ).result.costs.values()
         )
         status = budget_mod.evaluate_budget(period, used, run.cfg.budget, ())
-        blocks[family.source.family] = run_block(
+        blocks[family.source.family] = round_to_meaning(run_block(
             audit,
             run_id=run.run_id,
             org_id=run.org.org_id,
             budget={**status.as_json(), "depletion_date": None, "alerts_sent": []},
             sync=family.source.sync_counts(),
             extra=family.extra_output(audit),
-        )
+        ))
     result.output["sources"] = blocks
     run.store.merge_run_summary(run.run_id, sources=blocks)
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from audit.pipeline import RunResult
+from audit.progress import log_line
 
-__all__ = ["print_summary"]
+__all__ = ["alert_lines", "log_what_it_did", "make_console", "print_quiet", "print_summary"]
 
 _LABELS = {
     "flex": "Flex Credits",
@@ -18,9 +21,64 @@ _LABELS = {
 }
 
 
-def print_summary(result: RunResult, *, store_path: Path, console: Console | None = None) -> None:
+def make_console(*, stderr: bool = False) -> Console:
+    """A console that never wraps a line when it writes to a file or a pipe (a log line
+    cut at 80 columns mid-value is unreadable)."""
+    con = Console(stderr=stderr)
+    if not con.is_terminal:
+        con = Console(stderr=stderr, soft_wrap=True, width=max(con.width, 200))
+    return con
+
+
+def alert_lines(result: RunResult) -> list[str]:
+    """What the run's alerting did: each alert sent (to which channels) and each delivery
+    that failed (and why; retried by the next run)."""
+    b = result.output["budget"]
+    lines = [f"alert sent: {_alert_name(a)} → {', '.join(a['channels'])}" for a in b["alerts_sent"]]
+    lines += [
+        f"alert NOT sent: {_alert_name(a)} → {a['channel']}: {a['error']} — will retry next run"
+        for a in b.get("alerts_failed", [])
+    ]
+    return lines
+
+
+def _alert_name(a: dict[str, object]) -> str:
+    name = f"{a['kind']} {a.get('period') or ''}".strip()
+    if a.get("threshold") is not None:
+        name += f" {a['threshold']}%"
+    if a.get("day"):
+        name += f" ({a['day']})"
+    return name
+
+
+def log_what_it_did(result: RunResult, write: Callable[[str], None]) -> None:
+    """The alert lines and the hint as timestamped log lines (beside `--json` output)."""
+    for line in alert_lines(result):
+        write(log_line("WARNING" if line.startswith("alert NOT") else "INFO", line))
+    if result.hint:
+        write(log_line("WARNING", f"hint: {result.hint}"))
+
+
+def print_quiet(result: RunResult, *, console: Console | None = None) -> None:
+    """--quiet: the one summary line, and only what needs attention."""
+    con = console or make_console()
+    con.print(result.summary_line(), markup=False, highlight=False)
+    for line in alert_lines(result):
+        if line.startswith("alert NOT sent"):
+            con.print(line, markup=False, highlight=False)
+    if result.hint:
+        con.print(f"hint: {result.hint}", markup=False, highlight=False)
+
+
+def print_summary(
+    result: RunResult,
+    *,
+    store_path: Path,
+    console: Console | None = None,
+    all_notes: bool = False,
+) -> None:
     out = result.output
-    con = console or Console()
+    con = console or make_console()
     t = out["totals"]
     sandbox = " (sandbox)" if out["is_sandbox"] else ""
     con.print(
@@ -55,6 +113,12 @@ def print_summary(result: RunResult, *, store_path: Path, console: Console | Non
         prices.add_row(label + mark, f"${p[f'{key}_usd']:,.2f}")
     con.print(prices)
 
+    _print_budget_and_sync(con, out)
+    _print_attention(con, result, all_notes)
+    con.print(f"Store: {store_path}")
+
+
+def _print_budget_and_sync(con: Console, out: dict[str, Any]) -> None:
     b = out["budget"]
     crossed = ", ".join(f"{x:g}%" for x in b["thresholds_crossed"]) or "none"
     depletion = f", forecast depletion {b['depletion_date']}" if b["depletion_date"] else ""
@@ -72,6 +136,16 @@ def print_summary(result: RunResult, *, store_path: Path, console: Console | Non
             f"Data 360: {s['data360_queries']} queries, {s.get('data360_rows', 0):,} rows read "
             "(the audit's own Data Queries cost)"
         )
-    for note in result.notes[:5]:
+
+
+def _print_attention(con: Console, result: RunResult, all_notes: bool) -> None:
+    """Alerts sent and failed, the empty-window hint, the source notes."""
+    for line in alert_lines(result) or ["alerts: none sent this run"]:
+        con.print(line, markup=False, highlight=False)
+    if result.hint:
+        con.print(f"hint: {result.hint}", markup=False, highlight=False)
+    notes = result.notes if all_notes else result.notes[:5]
+    for note in notes:
         con.print(f"  note: {note}", markup=False)
-    con.print(f"Store: {store_path}")
+    if len(result.notes) > len(notes):
+        con.print(f"  … {len(result.notes) - len(notes)} more notes (--verbose shows them)")

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from audit.report.labels import KIND_LABELS
 from tests.helpers import invoke, labels_of
 
 
@@ -32,7 +33,7 @@ def test_demo_exits_zero_and_names_the_totals(tmp_path: Path) -> None:
     report = invoke("report", "--db", str(db), "--format", "json")
     assert report.exit_code == 0, report.stderr
     data = json.loads(report.stdout)
-    assert data["last_run"]["totals"]["actions"] == int(m.group(1).replace(",", ""))
+    assert data["totals"]["actions"] == int(m.group(1).replace(",", ""))
 
     again = invoke("demo", "--actions", "1500", cwd=tmp_path, env={"COLUMNS": "200"})
     assert again.exit_code == 0, again.stderr
@@ -59,9 +60,9 @@ def test_report_formats(config_path: Path, labels: dict[str, Any], tmp_path: Pat
     assert "Totals:" in proc.stdout
     md = invoke("report", "--config", str(config_path))
     assert md.exit_code == 0, md.stderr
-    assert "## Open findings" in md.stdout
+    assert "## Findings" in md.stdout
     for kind, expected in labels["findings"].items():
-        assert re.search(rf"\| {kind} \| {expected['count']} \|", md.stdout), kind
+        assert re.search(rf"\| {KIND_LABELS[kind]} \| {expected['count']} \|", md.stdout), kind
     html_out = tmp_path / "r.html"
     html = invoke("report", "--config", str(config_path), "--format", "html", "--out", str(html_out))
     assert html.exit_code == 0, html.stderr

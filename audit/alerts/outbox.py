@@ -53,6 +53,7 @@ def deliver_pending(
     *,
     channel_errors: Mapping[str, str] | None = None,
     checkpoint: Callable[[str], None] | None = None,
+    failed: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Try every delivery not yet 'sent'; record each outcome as soon as it is known.
 
@@ -64,6 +65,9 @@ def deliver_pending(
     `checkpoint` is called with "sent:<channel>" once a channel accepted an alert and with
     "delivered:<channel>" once the store recorded it (audit.crashpoints). Between the two
     lies the one instant a crash makes a delivery happen twice (at-least-once).
+    Each delivery that failed in this call is appended to `failed` (when given) in §7
+    `alerts_failed` form: {"kind", "period", "threshold" (absent when None), "channel",
+    "error"} — the error line carries no secret.
     """
     checkpoint = checkpoint or (lambda phase: None)
     errors = dict(channel_errors or {})
@@ -88,6 +92,10 @@ def deliver_pending(
             checkpoint(f"delivered:{channel_name}")
             entry = delivered.setdefault(aid, _alerts_sent_entry(alert))
             entry["channels"].append(channel_name)
+        elif failed is not None:
+            entry = _alerts_sent_entry(alert)
+            del entry["channels"]
+            failed.append({**entry, "channel": channel_name, "error": error})
     return list(delivered.values())
 
 
