@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from connector.config import ConnectorConfig
 from connector.data360.client import Data360Client
@@ -23,7 +23,7 @@ from connector.data360.values import (
 )
 from connector.errors import BatchExpired, SalesforceError
 from connector.intervals import merge_intervals, subtract_intervals
-from connector.sink import D360Event, Page, SyncSink, SyncState
+from connector.sink import BadRecord, D360Event, Page, SyncSink, SyncState
 from connector.source import Window, day_floor, since_bound_of
 from connector.wire import format_iso_ms, parse_sf_datetime
 
@@ -183,12 +183,23 @@ class Data360Source:
             return None
         schema = self.schema
         events: list[D360Event] = []
+        bad: list[BadRecord] = []
         last: tuple[datetime, str] | None = None
+        bound = self.cfg.sync.max_tokens_per_action
         for raw in page:
-            row = event_record(raw, schema.usage)
-            if row is not None:
+            row = event_record(raw, schema.usage, max_tokens=bound)
+            if row is None:
+                continue
+            if "reason" in row:
+                record = cast(BadRecord, row)
+                bad.append(record)
+                key = record["key"]
+            else:
                 events.append(row)
-                last = (raw[schema.usage.columns["Timestamp"]], row["id"])
+                key = row["id"]
+            ts = raw[schema.usage.columns["Timestamp"]]
+            if isinstance(ts, datetime):
+                last = (ts, key)
         requests = sorted({e["request_id"] for e in events if e["request_id"]})
         sessions = sorted({e["session_id"] for e in events if e["session_id"]})
         known_steps = sink.known_d360_step_requests(requests)
@@ -214,6 +225,7 @@ class Data360Source:
                 d360_events=events,
                 d360_steps=new_steps,
                 d360_sessions=new_sessions,
+                bad_records=bad,
             )
         )
         for e in changed:
