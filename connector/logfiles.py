@@ -118,18 +118,16 @@ def _row(row: list[str], index: dict[str, int], width: int, line: int, bound: in
         return None
     request_id = _get(row, index, "REQUEST_ID")
     rid = request_id if request_id and request_id.isascii() else None
-    started = _get(row, index, "TIMESTAMP_DERIVED")
+    started_at: str | None = None
     try:
-        started_at = check_datetime(started, "TIMESTAMP_DERIVED", required=True)
-    except BadValue as bad:
-        return LogRow(line, None, bad, rid)
-    if len(row) != width:
-        torn = BadValue("field_count", "row", f"{len(row)} fields, header has {width}")
-        return LogRow(line, None, torn, rid, started_at)
-    try:
+        # undecodable bytes first: whatever column they sit in, that is what is wrong
         for i, value in enumerate(row):
             if not value.isascii():
                 check_text(value, _name_at(index, i))
+        started = _get(row, index, "TIMESTAMP_DERIVED")
+        started_at = check_datetime(started, "TIMESTAMP_DERIVED", required=True)
+        if len(row) != width:
+            raise BadValue("field_count", "row", f"{len(row)} fields, header has {width}")
         event = _event(row, index, bound)
     except BadValue as bad:
         return LogRow(line, None, bad, rid, started_at)

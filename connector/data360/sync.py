@@ -182,24 +182,7 @@ class Data360Source:
         if not page:
             return None
         schema = self.schema
-        events: list[D360Event] = []
-        bad: list[BadRecord] = []
-        last: tuple[datetime, str] | None = None
-        bound = self.cfg.sync.max_tokens_per_action
-        for raw in page:
-            row = event_record(raw, schema.usage, max_tokens=bound)
-            if row is None:
-                continue
-            if "reason" in row:
-                record = cast(BadRecord, row)
-                bad.append(record)
-                key = record["key"]
-            else:
-                events.append(row)
-                key = row["id"]
-            ts = raw[schema.usage.columns["Timestamp"]]
-            if isinstance(ts, datetime):
-                last = (ts, key)
+        events, bad, last = _split_page(page, schema.usage, self.cfg.sync.max_tokens_per_action)
         requests = sorted({e["request_id"] for e in events if e["request_id"]})
         sessions = sorted({e["session_id"] for e in events if e["session_id"]})
         known_steps = sink.known_d360_step_requests(requests)
@@ -255,3 +238,28 @@ class Data360Source:
             for page in self.client.query(sql):
                 out.extend(r for r in (make(raw, obj) for raw in page) if r is not None)
         return out
+
+
+def _split_page(
+    page: list[dict[str, Any]], usage: DiscoveredObject, bound: int
+) -> tuple[list[D360Event], list[BadRecord], tuple[datetime, str] | None]:
+    """A page's tool-call events, its bad records (SPEC §3.5), and the keyset position of
+    its last row whose Timestamp reads (where the next page starts)."""
+    events: list[D360Event] = []
+    bad: list[BadRecord] = []
+    last: tuple[datetime, str] | None = None
+    for raw in page:
+        row = event_record(raw, usage, max_tokens=bound)
+        if row is None:
+            continue
+        if "reason" in row:
+            record = cast(BadRecord, row)
+            bad.append(record)
+            key = record["key"]
+        else:
+            events.append(row)
+            key = row["id"]
+        ts = raw[usage.columns["Timestamp"]]
+        if isinstance(ts, datetime):
+            last = (ts, key)
+    return events, bad, last
