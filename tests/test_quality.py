@@ -703,3 +703,75 @@ def test_e2e_poisoned_data360_event(column: str, value: Any, reason: str, d360_s
     assert dq["bad_records"] == labels["data_quality"]["bad_records"] + 1
     assert dq["by_reason"][reason] == 1
     assert any(e["location"] == "Data 360 usage event evt-poison" for e in dq["examples"])
+
+
+# ------------------------------------------------------------------ the store and the config
+
+
+def _bad(key: str, reason: str = "negative", **kw: Any) -> dict[str, Any]:
+    return {"source": "agentworkitem", "key": key, "reason": reason, "field": "TokensConsumed__c",
+            "detail": "TokensConsumed__c = -5.0", "record_id": key, "file_id": None,
+            "line": None, "at": "2026-10-01T10:00:00.000Z", **kw}
+
+
+def _awi_row(record_id: str) -> dict[str, Any]:
+    rec = _awi_sync()._record({**AWI_RECORD, "Id": record_id,
+                               "StartTime__c": "2026-10-01T09:00:00.000+0000"})
+    assert "reason" not in rec
+    return dict(rec)
+
+
+def test_store_keeps_bad_records_with_the_page_and_forgets_them_when_repaired(tmp_path: Path) -> None:
+    from audit.store import Store
+    from connector.sink import Page
+
+    window = (datetime(2026, 10, 1, tzinfo=timezone.utc), datetime(2026, 10, 2, tzinfo=timezone.utc))
+    good_id, bad_id = "1AW5g005waZWR5HGAX", "1AW5g005waZWR5JGAX"
+    with Store.open(tmp_path / "s.db") as store:
+        store.commit(Page("agentworkitem", "r1", awi_records=[_awi_row(good_id), _awi_row(bad_id)]))  # type: ignore[list-item]
+        # the second record turns bad: it leaves its source, its verdict is kept with its page
+        store.commit(Page("agentworkitem", "r2", awi_records=[], bad_records=[_bad(bad_id)]))  # type: ignore[list-item]
+        assert set(store.awi_modstamps([good_id, bad_id])) == {good_id}
+        assert store.bad_record_counts(window) == {"negative": 1}
+        (row,) = store.bad_records(window, limit=5)
+        assert (row["key"], row["reason"], row["record_id"]) == (bad_id, "negative", bad_id)
+        # outside the window it is not counted
+        later = (window[1], window[1].replace(day=3))
+        assert store.bad_record_counts(later) == {} and store.bad_records(later) == []
+        # repaired in the org: the good copy comes back and the verdict goes
+        store.commit(Page("agentworkitem", "r3", awi_records=[_awi_row(bad_id)]))  # type: ignore[list-item]
+        assert store.bad_record_counts(window) == {}
+        assert set(store.awi_modstamps([bad_id])) == {bad_id}
+
+
+def test_a_v3_store_keeps_its_bad_log_files_as_bad_records(tmp_path: Path) -> None:
+    import sqlite_utils
+
+    from audit.store import SCHEMA_VERSION, Store, migrate
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert migrate(sqlite_utils.Database(conn), target=3) == 3
+    conn.execute("INSERT INTO elf_files (id, log_date, created_date, rows, bad, error) VALUES "
+                 "('0AT1', '2026-10-01T00:00:00.000Z', '2026-10-02T03:00:00.000Z', 0, 1, 'torn')")
+    conn.close()
+    window = (datetime(2026, 10, 1, tzinfo=timezone.utc), datetime(2026, 10, 2, tzinfo=timezone.utc))
+    with Store.open(path) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        assert store.bad_record_counts(window) == {"bad_file": 1}
+        assert store.log_files_due(3) == []  # an old bad file: permanent (not known torn)
+
+
+def test_max_tokens_per_action_is_a_rules_setting(tmp_path: Path) -> None:
+    from audit.config import config_from_dict
+    from audit.errors import ConfigError
+
+    cfg = config_from_dict({"rules": {"max_tokens_per_action": 5000}})
+    assert cfg.connector.sync.max_tokens_per_action == 5000
+    sync = _awi_sync()
+    object.__setattr__(sync, "cfg", cfg.connector)
+    assert sync._record(dict(AWI_RECORD))["reason"] == "too_large"  # type: ignore[typeddict-item]
+    with pytest.raises(ConfigError, match=r"rules\.max_tokens_per_action"):
+        config_from_dict({"rules": {"max_tokens_per_action": 0}})
+    with pytest.raises(ConfigError, match=r"sync\.max_tokens_per_action"):
+        config_from_dict({"sync": {"max_tokens_per_action": 5}})

@@ -19,6 +19,8 @@ _INSERT_BAD_SQL = (
     f"VALUES ({', '.join('?' * (len(BAD_RECORD_COLUMNS) + 2))})"
 )
 _IN_WINDOW = '"at" >= ? AND "at" < ?'
+#: every source that hands over bad records
+SOURCES = ("agentworkitem", "data360", "eventlogfile")
 
 
 class Quality(StoreBase):
@@ -87,7 +89,7 @@ class Quality(StoreBase):
     # -- what the run output and the report read ---------------------------------------
 
     def bad_record_counts(
-        self, window: tuple[datetime, datetime], sources: Sequence[str]
+        self, window: tuple[datetime, datetime], sources: Sequence[str] = SOURCES
     ) -> dict[str, int]:
         """Bad records of `sources` dated in [start, end), per reason class."""
         marks = ", ".join("?" * len(sources))
@@ -99,7 +101,10 @@ class Quality(StoreBase):
         return {reason: int(n) for reason, n in rows}
 
     def bad_records(
-        self, window: tuple[datetime, datetime], sources: Sequence[str], limit: int = 20
+        self,
+        window: tuple[datetime, datetime],
+        sources: Sequence[str] = SOURCES,
+        limit: int = 20,
     ) -> list[dict[str, Any]]:
         """The first `limit` bad records of `sources` dated in [start, end) — bad files
         first, then by date — each with its reason, location and detail."""
