@@ -110,6 +110,7 @@ AWI_FIELDS = {
     "AwuCount__c": ("amount", False),
     "StartTime__c": ("date", True),
     "CreatedDate": ("date", False),
+    "SystemModstamp": ("date", False),
     "SessionId__c": ("text", False),
     "AgentName__c": ("text", False),
     "ActionName__c": ("text", False),
@@ -651,16 +652,30 @@ def test_e2e_torn_file_repaired_on_a_later_run_is_read_whole(
 def test_e2e_log_file_republished_under_its_own_id_is_relisted(
     small: Path, tmp_path: Path
 ) -> None:
-    """The body changes size while it is listed: the run re-lists the file, reads the new
-    one and exits 0 (it used to fail with exit 3 after five retries)."""
+    """The newest Daily file is re-published under its own Id after the first download, so
+    its body no longer has the listed size: the run re-lists it, reads the new body whole
+    and exits 0 (it used to fail with exit 3 after five retries)."""
     labels = labels_of(small)
-    org = MockOrg.from_snapshot(small, faults=Faults.parse("republish_same_id=1,republish_after=1"))
+    clean = MockOrg.from_snapshot(small)
+    before = {r["Id"]: r for r in clean.records("EventLogFile")}
+    target = _daily_file(clean, labels)["Id"]
+    faults = f"republish_same_id=1,republish_after=1,republish_id={target}"
+    org = MockOrg.from_snapshot(small, faults=Faults.parse(faults))
     with serve(org, tls_dir=tmp_path / "tls") as server:
-        out = _run(make_config(tmp_path, small, server), labels)
-    assert out["sync"]["elf_files_downloaded"] > 0
-    # the re-published copy changed one row's tokens and added a log-only row: the counts
-    # move by at most that (never the whole run)
-    assert abs(out["totals"]["actions"] - labels["totals"]["actions"]) <= 1
+        _run(make_config(tmp_path, small, server), labels)
+    (changed,) = [r for r in org.records("EventLogFile")
+                  if r["CreatedDate"] != before[r["Id"]]["CreatedDate"]]
+    file_id = changed["Id"]
+    assert file_id == target
+    # listed with the old size, downloaded (and retried) at the new one, then re-listed
+    assert len(org.request_log.matching(f"/EventLogFile/{file_id}/LogFile")) >= 2
+    ((created, size, bad, rows),) = _sql(
+        tmp_path / "store.db", "SELECT created_date, bytes, bad, rows FROM elf_files WHERE id = ?",
+        (file_id,))
+    # what is stored is the re-published file, whole
+    assert bad == 0 and rows > 0 and size == int(changed["LogFileLength"])
+    assert size != int(before[file_id]["LogFileLength"])
+    assert created[:19] == changed["CreatedDate"][:19]
 
 
 # ------------------------------------------------------------------ Data 360, end to end
