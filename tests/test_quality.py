@@ -606,7 +606,7 @@ def _daily_file(org: MockOrg, labels: dict[str, Any]) -> dict[str, Any]:
                 and labels["window"]["since"][:10] <= r["LogDate"][:10] < labels["window"]["until"][:10])
 
 
-@pytest.mark.parametrize("torn", ["unbalanced_quote", "empty_body"])
+@pytest.mark.parametrize("torn", ["unbalanced_quote", "empty_body", "shorter_than_listed"])
 def test_e2e_torn_log_file_is_bad_retried_then_permanent(
     torn: str, small: Path, served: tuple[MockOrg, RunningMockOrg], tmp_path: Path
 ) -> None:
@@ -615,7 +615,9 @@ def test_e2e_torn_log_file_is_bad_retried_then_permanent(
     rec = _daily_file(org, labels)
     body = (small / "logfiles" / f"{rec['Id']}.csv").read_bytes()
     bad = body.replace(b"\n", b'\n"', 1) if torn == "unbalanced_quote" else b""
-    org.add_logfile({k: v for k, v in rec.items() if k != "LogFileLength"}, bad)
+    # "shorter_than_listed" keeps LogFileLength: the body arrives short on every retry
+    keep = ("LogFileLength",) if torn == "shorter_than_listed" else ()
+    org.add_logfile({k: v for k, v in rec.items() if k != "LogFileLength" or keep}, bad)
     config = make_config(tmp_path, small, server)
     db = tmp_path / "store.db"
     before = labels["data_quality"]["bad_records"]
@@ -630,6 +632,9 @@ def test_e2e_torn_log_file_is_bad_retried_then_permanent(
     assert not org.request_log.matching(f"{rec['Id']}/LogFile")
     (row,) = _sql(db, "SELECT reason, detail FROM bad_records WHERE key = ?", (rec["Id"],))
     assert row[0] == "bad_file" and row[1]
+    why = {"unbalanced_quote": "does not parse", "empty_body": "empty body",
+           "shorter_than_listed": "where LogFileLength says"}[torn]
+    assert why in row[1]
 
 
 def test_e2e_torn_file_repaired_on_a_later_run_is_read_whole(

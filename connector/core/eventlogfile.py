@@ -202,7 +202,8 @@ class EventLogFileSync:
         )
         if read.error:
             self.bad += 1
-            again = " (read again on the next run)" if read.retryable else ""
+            again = f" (read again on later runs, {MAX_FILE_ATTEMPTS} readings in all)"
+            again = again if read.retryable else ""
             self.notes.append(f"EventLogFile {file_id}: {read.error}{again}")
         elif bad:
             self.notes.append(
