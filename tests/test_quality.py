@@ -490,11 +490,18 @@ def _log_files_with(org: MockOrg, small: Path, work_item: str) -> dict[str, list
     return found
 
 
-def _poison_log_rows(org: MockOrg, small: Path, work_item: str, column: str, cell: bytes) -> int:
-    """Re-publish (same Id, same record) every file with `work_item`'s rows, the column
-    `column` of those rows set to the raw bytes `cell`; returns how many REQUEST_IDs."""
+def _poison_log_rows(org: MockOrg, small: Path, work_item: str, column: str, cell: bytes,
+                     *, newest_only: bool = False) -> int:
+    """Re-publish (same Id, same record) every file with `work_item`'s rows (or only the
+    newest), the column `column` of those rows set to the raw bytes `cell`; returns how
+    many REQUEST_IDs."""
     request_ids = set()
-    for file_id, rows in _log_files_with(org, small, work_item).items():
+    files = _log_files_with(org, small, work_item)
+    if newest_only:
+        created = {r["Id"]: r["CreatedDate"] for r in org.records("EventLogFile")}
+        newest = max(files, key=lambda f: created[f])
+        files = {newest: files[newest]}
+    for file_id, rows in files.items():
         rec = next(r for r in org.records("EventLogFile") if r["Id"] == file_id)
         header, out = rows[0], io.BytesIO()
         for row in rows:
@@ -575,6 +582,20 @@ def test_e2e_poisoned_log_row(column: str, cell: bytes, reason: str, small: Path
     _expect_gap(out, labels, reason)
     example = next(e for e in out["data_quality"]["examples"] if e["reason"] == reason)
     assert example["location"].startswith("EventLogFile ") and " line " in example["location"]
+
+
+def test_e2e_poisoned_newest_log_copy_outweighs_older_sound_copies(
+    small: Path, served: tuple[MockOrg, RunningMockOrg], tmp_path: Path
+) -> None:
+    """Hourly and Daily files carry the same event; the newest copy is the event (SPEC
+    §3.2), so when it cannot be data the older copies do not stand in for it."""
+    org, server = served
+    labels = labels_of(small)
+    action = _quiet_action(labels)
+    assert len(_log_files_with(org, small, action["key"])) >= 2  # an Hourly and a Daily copy
+    _poison_log_rows(org, small, action["key"], "TOTAL_TOKENS", b"-5", newest_only=True)
+    out = _run(make_config(tmp_path, small, server), labels)
+    _expect_gap(out, labels, "negative")
 
 
 def test_e2e_both_copies_poisoned_removes_the_action(

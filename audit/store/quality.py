@@ -48,16 +48,30 @@ class Quality(StoreBase):
             )
         if not page.bad_records:
             return
-        table = {"agentworkitem": "awi_records", "data360": "d360_events"}.get(page.source)
-        gone = [b["record_id"] for b in page.bad_records if b["record_id"]]
-        if table is not None:
-            for marks, chunk in in_lists(gone):
-                self._execute(f"DELETE FROM {table} WHERE id IN ({marks})", chunk)
+        self._drop_superseded(page)
         now = now_iso()
         self._executemany(
             _INSERT_BAD_SQL,
             [(*(b.get(c) for c in BAD_RECORD_COLUMNS), page.run_id, now) for b in page.bad_records],
         )
+
+    def _drop_superseded(self, page: Page) -> None:
+        """A record that arrives bad leaves its source: an AgentWorkItem or Data 360 event
+        by id; a log row's REQUEST_ID loses the copies of files no newer than the bad
+        row's (the newest file's copy is the event, SPEC §3.2 — here it cannot be data)."""
+        gone = [b["record_id"] for b in page.bad_records if b["record_id"]]
+        table = {"agentworkitem": "awi_records", "data360": "d360_events"}.get(page.source)
+        if table is not None:
+            for marks, chunk in in_lists(gone):
+                self._execute(f"DELETE FROM {table} WHERE id IN ({marks})", chunk)
+        elif page.log_file is not None:
+            f = page.log_file
+            for marks, chunk in in_lists(gone):
+                self._execute(
+                    f"DELETE FROM elf_events WHERE request_id IN ({marks}) AND "
+                    "(file_created_date, file_sequence, file_id) <= (?, ?, ?)",
+                    [*chunk, f["created_date"], f["sequence"], f["id"]],
+                )
 
     def _log_file_row(self, record: LogFileRecord) -> dict[str, Any]:
         """The elf_files row: a bad file counts its readings of this CreatedDate."""
