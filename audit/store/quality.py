@@ -15,7 +15,7 @@ __all__ = ["BAD_RECORD_COLUMNS", "Quality"]
 
 BAD_RECORD_COLUMNS = tuple(BadRecord.__annotations__)
 _INSERT_BAD_SQL = (
-    f"INSERT OR REPLACE INTO bad_records ({', '.join(BAD_RECORD_COLUMNS)}, run_id, seen_at) "
+    f"INSERT OR REPLACE INTO bad_records ({', '.join(BAD_RECORD_COLUMNS)}, run_id, processed_at) "
     f"VALUES ({', '.join('?' * (len(BAD_RECORD_COLUMNS) + 2))})"
 )
 _IN_WINDOW = '"at" >= ? AND "at" < ?'

@@ -239,14 +239,14 @@ ALTER TABLE elf_files ADD COLUMN "retryable" INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE bad_records (
     "source" TEXT NOT NULL, "key" TEXT NOT NULL, "reason" TEXT NOT NULL, "field" TEXT,
     "detail" TEXT, "record_id" TEXT, "file_id" TEXT, "line" INTEGER, "at" TEXT,
-    "run_id" TEXT, "seen_at" TEXT,
+    "run_id" TEXT, "processed_at" TEXT,
     PRIMARY KEY ("source", "key")
 );
 CREATE INDEX idx_bad_records_at ON bad_records ("at");
 CREATE INDEX idx_bad_records_file_id ON bad_records ("file_id");
 UPDATE elf_files SET "attempts" = 1 WHERE "bad" = 1;
 INSERT INTO bad_records ("source", "key", "reason", "field", "detail", "record_id", "file_id",
-                         "line", "at", "run_id", "seen_at")
+                         "line", "at", "run_id", "processed_at")
     SELECT 'eventlogfile', "id", 'bad_file', NULL, coalesce("error", 'unreadable'), NULL,
            "id", NULL, "log_date", "run_id", "processed_at"
     FROM elf_files WHERE "bad" = 1
