@@ -81,6 +81,8 @@ class RulesConfig:
     retry_window_s: float = 300.0
     retry_loop_min: int = 5
     long_conversation_actions: int = 20
+    #: a token count above this is a bad record, not data (SPEC §3.5)
+    max_tokens_per_action: int = 100_000_000
     retrieval_actions: tuple[str, ...] = ("*Search*", "*Retriev*", "*Lookup*", "*Query*", "Get*")
 
 
@@ -152,7 +154,9 @@ class Config:
         """The sections the connector reads."""
         return ConnectorConfig(
             salesforce=self.salesforce,
-            sync=self.sync,
+            sync=dataclasses.replace(
+                self.sync, max_tokens_per_action=self.rules.max_tokens_per_action
+            ),
             data360=self.data360,
             awi_fields=self.awi_fields,
             kinds=self.source.kinds,
@@ -342,6 +346,12 @@ def _check_semantics(cfg: Config) -> None:
         raise ConfigError("config key budget.thresholds must be percentages between 0 and 1000")
     if cfg.rules.token_ceiling <= 0:
         raise ConfigError("config key rules.token_ceiling must be greater than 0")
+    if cfg.rules.max_tokens_per_action <= 0:
+        raise ConfigError("config key rules.max_tokens_per_action must be greater than 0")
+    if cfg.sync.max_tokens_per_action != SyncConfig.max_tokens_per_action:
+        raise ConfigError(
+            "unknown config key: sync.max_tokens_per_action (it is rules.max_tokens_per_action)"
+        )
     if cfg.rules.retry_loop_min < 3:
         raise ConfigError("config key rules.retry_loop_min must be at least 3")
     if not 0 <= cfg.pricing.sandbox_discount <= 1:

@@ -14,14 +14,14 @@ from audit.engine.model import Action
 from audit.engine.rules import retrieval_by_name
 from audit.engine.sources import data360 as d360_engine
 from audit.engine.sources.core import reconcile
-from audit.engine.window import WindowAudit, audit_window
+from audit.engine.window import EXAMPLES, SourceQuality, WindowAudit, audit_window
 from audit.store import Store
 from connector.client import SalesforceClient
 from connector.core import CoreSource
 from connector.data360 import Data360Client, Data360Source
 from connector.source import Source, day_floor
 
-__all__ = ["CoreFamily", "Data360Family", "Family", "open_families"]
+__all__ = ["CoreFamily", "Data360Family", "Family", "open_families", "source_quality"]
 
 Progress = Callable[[str, int, "int | None"], None]
 Window = tuple[datetime, datetime]
@@ -66,6 +66,7 @@ class CoreFamily:
             pricing=self.cfg.pricing,
             sandbox=sandbox,
             multi_source={"agentworkitem", "eventlogfile"} <= self.kinds,
+            quality=source_quality(store, window, sorted(self.kinds)),
         )
 
     def bad_files(self, store: Store, window: Window) -> int:
@@ -100,6 +101,7 @@ class Data360Family:
             sandbox=sandbox,
             multi_source=False,
             is_retrieval=retrieval_by_name(self.cfg.rules.retrieval_actions),
+            quality=source_quality(store, window, ["data360"]),
         )
 
     def bad_files(self, store: Store, window: Window) -> int:
@@ -113,6 +115,16 @@ class Data360Family:
                 **d360_engine.unmetered_counts(audit.actions),
             }
         }
+
+
+def source_quality(store: Store, window: Window, sources: list[str]) -> SourceQuality:
+    """The bad records `sources` stored for `window` — dated from the window's first day,
+    as log files are (a log file is dated by its LogDate, a day or an hour)."""
+    dated = (day_floor(window[0]), window[1])
+    return SourceQuality(
+        by_reason=store.bad_record_counts(dated, sources),
+        examples=store.bad_records(dated, sources, limit=EXAMPLES),
+    )
 
 
 def open_families(

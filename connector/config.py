@@ -56,6 +56,8 @@ class SyncConfig:
     max_retries: int = 5
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
+    #: a token count above this is a bad record (set as `[rules] max_tokens_per_action`)
+    max_tokens_per_action: int = 100_000_000
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""EventLogFile AgentAction CSVs: parse by header (never by position), normalise ids,
-and hand back rows in logical names. Files are read from disk after a streamed download,
+"""EventLogFile AgentAction CSVs: parse by header (never by position), check every value,
+normalise ids, and hand back rows in logical names — or, for a row that cannot be data,
+why and where (SPEC §3.5). Files are read from disk after a streamed download,
 so a large file never sits in memory whole."""
 
 from __future__ import annotations
@@ -10,9 +11,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from connector.ids import to_18
+from connector.checks import (
+    DEFAULT_MAX_TOKENS,
+    BadValue,
+    check_amount,
+    check_count,
+    check_datetime,
+    check_id,
+    check_text,
+)
 
-__all__ = ["ELF_COLUMNS", "BadLogFile", "parse_logfile", "field_names_agree"]
+__all__ = ["ELF_COLUMNS", "BadLogFile", "LogRow", "field_names_agree", "parse_logfile"]
 
 ELF_COLUMNS = (
     "EVENT_TYPE",
@@ -37,10 +46,26 @@ _REQUIRED = ("TIMESTAMP_DERIVED", "REQUEST_ID", "ACTION_NAME", "TOTAL_TOKENS")
 
 @dataclass
 class BadLogFile(Exception):
+    """The file as a whole cannot be read. `retryable`: a torn or empty body, which a later
+    download may bring whole (a header that disagrees stays wrong)."""
+
     reason: str
+    retryable: bool = False
 
     def __str__(self) -> str:
         return self.reason
+
+
+@dataclass(frozen=True)
+class LogRow:
+    """One AgentAction row: `event` in logical names, or `bad` (why it cannot be data) with
+    whatever of the row could still locate it."""
+
+    line: int
+    event: dict[str, Any] | None
+    bad: BadValue | None = None
+    request_id: str | None = None
+    started_at: str | None = None
 
 
 def field_names_agree(header: list[str], log_file_field_names: str | None) -> bool:
@@ -51,70 +76,100 @@ def field_names_agree(header: list[str], log_file_field_names: str | None) -> bo
     return declared == [h.strip() for h in header]
 
 
-def parse_logfile(stream: IO[bytes], log_file_field_names: str | None) -> Iterator[dict[str, Any]]:
-    """Yield one dict per CSV row in logical names. Raises BadLogFile (before yielding
-    anything) when the header is unusable or disagrees with LogFileFieldNames."""
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+def parse_logfile(
+    stream: IO[bytes], log_file_field_names: str | None, *, max_tokens: int = DEFAULT_MAX_TOKENS
+) -> Iterator[LogRow]:
+    """Yield one LogRow per AgentAction CSV row, every value checked (SPEC §3.5). Raises
+    BadLogFile when the file does not parse whole: no header (an empty body), a header that
+    is unusable or disagrees with LogFileFieldNames (before yielding anything), or broken
+    quoting anywhere (the caller drops what it was handed)."""
+    # undecodable bytes become lone surrogates: that row is bad, the file is not
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
     try:
-        reader = csv.reader(text)
-        header = next(reader, None)
-        if header is None:
-            return
-        header = [h.strip() for h in header]
-        if not field_names_agree(header, log_file_field_names):
-            raise BadLogFile("LogFileFieldNames disagrees with the CSV header")
-        missing = [c for c in _REQUIRED if c not in header]
-        if missing:
-            raise BadLogFile(f"CSV header lacks {', '.join(missing)}")
-        yield from _rows(reader, {name: i for i, name in enumerate(header)})
+        reader = csv.reader(text, strict=True)
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise BadLogFile("empty body: no CSV header", retryable=True)
+            header = [h.strip() for h in header]
+            if not field_names_agree(header, log_file_field_names):
+                raise BadLogFile("LogFileFieldNames disagrees with the CSV header")
+            missing = [c for c in _REQUIRED if c not in header]
+            if missing:
+                raise BadLogFile(f"CSV header lacks {', '.join(missing)}")
+            index = {name: i for i, name in enumerate(header)}
+            for row in reader:
+                parsed = _row(row, index, len(header), reader.line_num, max_tokens)
+                if parsed is not None:
+                    yield parsed
+        except csv.Error as exc:
+            raise BadLogFile(
+                f"CSV does not parse at line {reader.line_num}: {exc}", retryable=True
+            ) from None
     finally:
         text.detach()  # the caller owns (and closes) the underlying file
 
 
-def _rows(reader: Iterator[list[str]], index: dict[str, int]) -> Iterator[dict[str, Any]]:
-    def get(row: list[str], name: str) -> str | None:
-        i = index.get(name)
-        if i is None or i >= len(row):
-            return None
-        value = row[i].strip()
-        return value or None
-
-    for row in reader:
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue
-        if get(row, "EVENT_TYPE") not in (None, "AgentAction"):
-            continue
-        yield {
-            "request_id": get(row, "REQUEST_ID"),
-            "work_item_id": to_18(get(row, "WORK_ITEM_ID")),
-            "session_id": get(row, "SESSION_KEY"),
-            "user_id": to_18(get(row, "USER_ID")),
-            "agent_id": to_18(get(row, "AGENT_ID")),
-            "action_name": get(row, "ACTION_NAME"),
-            "action_type": get(row, "ACTION_TYPE"),
-            "channel": get(row, "CHANNEL") or "Text",
-            "status": get(row, "STATUS") or "Success",
-            "prompt_tokens": _int(get(row, "PROMPT_TOKENS")),
-            "completion_tokens": _int(get(row, "COMPLETION_TOKENS")),
-            "tokens": _int(get(row, "TOTAL_TOKENS")),
-            "reported_awu": _float(get(row, "AWU_COUNT")),
-            "started_at": get(row, "TIMESTAMP_DERIVED"),
-        }
-
-
-def _int(value: str | None) -> int | None:
-    if value is None:
+def _row(row: list[str], index: dict[str, int], width: int, line: int, bound: int) -> LogRow | None:
+    if not row or (len(row) == 1 and not row[0].strip()):
         return None
+    event_type = _get(row, index, "EVENT_TYPE")
+    if event_type is not None and event_type != "AgentAction" and len(row) == width:
+        return None
+    request_id = _get(row, index, "REQUEST_ID")
+    rid = request_id if request_id and request_id.isascii() else None
+    started_at: str | None = None
     try:
-        return int(float(value))
-    except ValueError:
-        return None
+        # undecodable bytes first: whatever column they sit in, that is what is wrong
+        for i, value in enumerate(row):
+            if not value.isascii():
+                check_text(value, _name_at(index, i))
+        started = _get(row, index, "TIMESTAMP_DERIVED")
+        started_at = check_datetime(started, "TIMESTAMP_DERIVED", required=True)
+        if len(row) != width:
+            raise BadValue("field_count", "row", f"{len(row)} fields, header has {width}")
+        event = _event(row, index, bound)
+    except BadValue as bad:
+        return LogRow(line, None, bad, rid, started_at)
+    event["started_at"] = started_at
+    return LogRow(line, event, None, request_id, started_at)
 
 
-def _float(value: str | None) -> float | None:
-    if value is None:
+def _get(row: list[str], index: dict[str, int], name: str) -> str | None:
+    i = index.get(name)
+    if i is None or i >= len(row):
         return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
+    value = row[i].strip()
+    return value or None
+
+
+def _name_at(index: dict[str, int], i: int) -> str:
+    return next((name for name, at in index.items() if at == i), f"column {i + 1}")
+
+
+def _event(row: list[str], index: dict[str, int], bound: int) -> dict[str, Any]:
+    def get(name: str) -> str | None:
+        return _get(row, index, name)
+
+    request_id = get("REQUEST_ID")
+    if request_id is None:
+        raise BadValue("missing", "REQUEST_ID", "")
+    return {
+        "request_id": request_id,
+        "work_item_id": check_id(get("WORK_ITEM_ID"), "WORK_ITEM_ID", required=False),
+        "session_id": get("SESSION_KEY"),
+        "user_id": check_id(get("USER_ID"), "USER_ID", required=False),
+        "agent_id": check_id(get("AGENT_ID"), "AGENT_ID", required=False),
+        "action_name": get("ACTION_NAME"),
+        "action_type": get("ACTION_TYPE"),
+        "channel": get("CHANNEL") or "Text",
+        "status": get("STATUS") or "Success",
+        "prompt_tokens": check_count(
+            get("PROMPT_TOKENS"), "PROMPT_TOKENS", required=False, bound=bound
+        ),
+        "completion_tokens": check_count(
+            get("COMPLETION_TOKENS"), "COMPLETION_TOKENS", required=False, bound=bound
+        ),
+        "tokens": check_count(get("TOTAL_TOKENS"), "TOTAL_TOKENS", required=True, bound=bound),
+        "reported_awu": check_amount(get("AWU_COUNT"), "AWU_COUNT", required=False, bound=bound),
+    }

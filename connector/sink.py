@@ -6,16 +6,21 @@ so a cursor never runs ahead of the rows it covers. The connector knows record s
 logical field names, never tables or SQL: the store implements this protocol.
 
 Datetimes in records are the store's ISO text form, `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+
+A row whose values cannot be data (SPEC §3.5) travels in the same page as a `BadRecord`:
+the good records of the page are stored as usual, the bad one is kept with its reason and
+location, and a stored copy of it (an earlier good version) leaves its source.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypedDict
+from typing import Any, NotRequired, Protocol, TypedDict
 
 __all__ = [
     "AwiRecord",
+    "BadRecord",
     "CaseRecord",
     "D360Event",
     "D360Session",
@@ -92,6 +97,26 @@ class LogFileRecord(TypedDict):
     error: str | None
     processed_at: str
     run_id: str
+    #: 1 when a bad file may read whole on a later download (a torn or empty body)
+    retryable: NotRequired[int]
+
+
+class BadRecord(TypedDict):
+    """A record (or a whole log file) that cannot be data, and where to find it."""
+
+    source: str  # "agentworkitem", "eventlogfile", "data360"
+    #: unique within the source: the record id, the REQUEST_ID of a log row (its file Id +
+    #: line when that is unusable), a log file's Id, a Data 360 event id
+    key: str
+    reason: str  # a reason class (connector.checks.REASONS)
+    field: str | None
+    detail: str  # one line: the value and what is wrong with it
+    record_id: str | None
+    file_id: str | None
+    line: int | None  # CSV line (1 = the header)
+    #: when the record belongs (its start time, else its file's LogDate or CreatedDate):
+    #: which windows count it
+    at: str | None
 
 
 class CaseRecord(TypedDict):
@@ -160,6 +185,7 @@ class Page:
     d360_events: Sequence[D360Event] = ()
     d360_steps: Sequence[D360Step] = ()
     d360_sessions: Sequence[D360Session] = ()
+    bad_records: Sequence[BadRecord] = ()
 
 
 class SyncSink(Protocol):
@@ -179,6 +205,11 @@ class SyncSink(Protocol):
 
     def log_file_created(self, file_id: str) -> str | None:
         """CreatedDate of the stored EventLogFile `file_id`, or None if never processed."""
+        ...
+
+    def log_files_due(self, max_attempts: int) -> list[str]:
+        """Ids of stored bad EventLogFiles worth downloading again: retryable (torn or
+        empty), and read fewer than `max_attempts` times."""
         ...
 
     def known_case_ids(self, ids: Sequence[str]) -> set[str]:

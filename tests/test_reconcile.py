@@ -70,7 +70,8 @@ CSV = (
 
 def test_logfile_parsed_by_header_not_position() -> None:
     names = "EVENT_TYPE,TIMESTAMP_DERIVED,REQUEST_ID,CPU_TIME,WORK_ITEM_ID,TOTAL_TOKENS,ACTION_NAME,AWU_COUNT"
-    rows = list(parse_logfile(io.BytesIO(CSV.encode()), names))
+    rows = [r.event for r in parse_logfile(io.BytesIO(CSV.encode()), names)]
+    assert all(r is not None for r in rows)
     assert rows[0]["tokens"] == 12000 and rows[0]["work_item_id"] == "a0B5e00000AbCdEEAV"
     assert rows[0]["reported_awu"] == 2.0 and rows[0]["action_name"] == "Lookup"
 

@@ -4,7 +4,7 @@ the totals and the pricing comparison — and the §7 run-output block that show
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +13,19 @@ from audit.engine.model import Action, format_iso_ms
 from audit.engine.pricing import PricingWhatIf, price_window
 from audit.engine.rules import AuditResult, compute_totals, evaluate, finding_totals
 
-__all__ = ["WindowAudit", "audit_window", "run_block", "top_findings"]
+__all__ = ["SourceQuality", "WindowAudit", "audit_window", "run_block", "top_findings"]
+
+#: how many bad records `data_quality.examples` shows (the total is always there)
+EXAMPLES = 10
+
+
+@dataclass(frozen=True)
+class SourceQuality:
+    """What the sources said could not be data in a window (SPEC §3.5): bad records per
+    reason class and the first few, each with its location (as the store keeps them)."""
+
+    by_reason: Mapping[str, int] = field(default_factory=dict)
+    examples: Sequence[Mapping[str, Any]] = ()
 
 
 @dataclass(frozen=True)
@@ -24,6 +36,7 @@ class WindowAudit:
     result: AuditResult
     totals: dict[str, Any]
     what_if: PricingWhatIf
+    quality: SourceQuality = field(default_factory=SourceQuality)
 
 
 def audit_window(
@@ -35,8 +48,10 @@ def audit_window(
     sandbox: bool,
     multi_source: bool,
     is_retrieval: Callable[[Action], bool] | None = None,
+    quality: SourceQuality | None = None,
 ) -> WindowAudit:
-    """Recompute, find, total and price the window's actions."""
+    """Recompute, find, total and price the window's actions (`quality`: what the sources
+    could not read in the window, reported beside them)."""
     result = evaluate(
         actions,
         rules,
@@ -54,7 +69,9 @@ def audit_window(
         window_end=window[1],
         sandbox=sandbox,
     )
-    return WindowAudit(window, sandbox, actions, result, totals, what_if)
+    return WindowAudit(
+        window, sandbox, actions, result, totals, what_if, quality or SourceQuality()
+    )
 
 
 def run_block(
@@ -79,9 +96,46 @@ def run_block(
         "budget": dict(budget),
         "pricing": audit.what_if.as_json(),
         "sync": dict(sync),
-        "data_quality": {"bad_records": len(audit.result.bad_records) + bad_files},
+        "data_quality": data_quality(audit, bad_files=bad_files),
         **(extra or {}),
     }
+
+
+def data_quality(audit: WindowAudit, *, bad_files: int = 0) -> dict[str, Any]:
+    """`data_quality` (SPEC §7): every bad record of the window — the sources' (values that
+    cannot be data, bad log files) and the actions without a usable input — in total and
+    per reason class, with the first few and where to find them. Bad log files are among
+    the sources' bad records (reason `bad_file`); `bad_files`, the count a caller read from
+    the store's file list, only covers a store the sources have not written to yet."""
+    by_reason = dict(audit.quality.by_reason)
+    no_input = audit.result.bad_records
+    if no_input:
+        by_reason["bad_input"] = by_reason.get("bad_input", 0) + len(no_input)
+    examples = [_example(b) for b in audit.quality.examples[:EXAMPLES]]
+    examples += [
+        {"reason": "bad_input", "location": f"action {action_id}", "detail": "input not JSON"}
+        for action_id in no_input[: EXAMPLES - len(examples)]
+    ]
+    return {
+        "bad_records": sum(by_reason.values()),
+        "by_reason": dict(sorted(by_reason.items())),
+        "bad_files": by_reason.get("bad_file", 0) or bad_files,
+        "examples": examples,
+    }
+
+
+def _example(bad: Mapping[str, Any]) -> dict[str, Any]:
+    """One bad record as a person fixing the org needs it: reason, where, what."""
+    source = bad.get("source")
+    if source == "eventlogfile":
+        where = f"EventLogFile {bad.get('file_id')}"
+        if bad.get("line"):
+            where += f" line {bad['line']}"
+    elif source == "agentworkitem":
+        where = f"AgentWorkItem {bad.get('record_id') or bad.get('key')}"
+    else:
+        where = f"Data 360 usage event {bad.get('record_id') or bad.get('key')}"
+    return {"reason": bad.get("reason"), "location": where, "detail": bad.get("detail")}
 
 
 def top_findings(audit: WindowAudit, n: int = 5) -> Sequence[Any]:

@@ -230,6 +230,29 @@ CREATE TABLE d360_sessions (
 """
 
 
+# v4: values that cannot be data (SPEC §3.5): bad records with their reason and location,
+# and how often a bad log file was read (a torn one is downloaded again a bounded number of
+# times). Files already stored as bad become bad records of reason `bad_file`.
+_V4_SCHEMA = """
+ALTER TABLE elf_files ADD COLUMN "attempts" INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE elf_files ADD COLUMN "retryable" INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE bad_records (
+    "source" TEXT NOT NULL, "key" TEXT NOT NULL, "reason" TEXT NOT NULL, "field" TEXT,
+    "detail" TEXT, "record_id" TEXT, "file_id" TEXT, "line" INTEGER, "at" TEXT,
+    "run_id" TEXT, "processed_at" TEXT,
+    PRIMARY KEY ("source", "key")
+);
+CREATE INDEX idx_bad_records_at ON bad_records ("at");
+CREATE INDEX idx_bad_records_file_id ON bad_records ("file_id");
+UPDATE elf_files SET "attempts" = 1 WHERE "bad" = 1;
+INSERT INTO bad_records ("source", "key", "reason", "field", "detail", "record_id", "file_id",
+                         "line", "at", "run_id", "processed_at")
+    SELECT 'eventlogfile', "id", 'bad_file', NULL, coalesce("error", 'unreadable'), NULL,
+           "id", NULL, "log_date", "run_id", "processed_at"
+    FROM elf_files WHERE "bad" = 1
+"""
+
+
 def _run_script(sql: str) -> Callable[[sqlite3.Connection], None]:
     def apply(conn: sqlite3.Connection) -> None:
         # statement by statement: executescript() would COMMIT the migration transaction
@@ -245,6 +268,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _run_script(_V1_SCHEMA),
     _run_script(_V2_SCHEMA),
     _run_script(_V3_SCHEMA),
+    _run_script(_V4_SCHEMA),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -265,6 +289,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "d360_events": ("id",),
     "d360_steps": ("id",),
     "d360_sessions": ("id",),
+    "bad_records": ("source", "key"),
 }
 
 

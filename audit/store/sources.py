@@ -10,7 +10,8 @@ from typing import Any, cast
 
 from audit.engine.model import Case, parse_sf_datetime
 from audit.errors import StoreError
-from audit.store.db import StoreBase, in_lists
+from audit.store.db import in_lists
+from audit.store.quality import Quality
 from audit.store.values import iso, now_iso, to_json
 from connector.sink import (
     AwiRecord,
@@ -74,7 +75,7 @@ def _tuples(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> list[t
     return [tuple(r.get(c) for c in columns) for r in rows]
 
 
-class Sources(StoreBase):
+class Sources(Quality):
     # -- SyncSink ----------------------------------------------------------------------
 
     def sync_state(self, source: str) -> SyncState | None:
@@ -123,7 +124,7 @@ class Sources(StoreBase):
             if page.log_events:
                 self._executemany(_UPSERT_LOG_SQL, _tuples(page.log_events, _LOG_COLUMNS))
             if page.log_file is not None:
-                self._upsert("elf_files", [page.log_file], "id")
+                self._upsert("elf_files", [self._log_file_row(page.log_file)], "id")
             if page.cases:
                 self._upsert("cases", page.cases, "id")
             if page.d360_events:
@@ -139,6 +140,7 @@ class Sources(StoreBase):
                 self._executemany(
                     _UPSERT_D360_SESSION_SQL, _tuples(page.d360_sessions, _D360_SESSION_COLUMNS)
                 )
+            self._commit_quality(page)
             if page.state is not None:
                 self._write_sync_state(page.source, page.state, page.run_id)
 

@@ -11,17 +11,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
+from connector.checks import (
+    BadValue,
+    check_amount,
+    check_count,
+    check_datetime,
+    check_id,
+    check_text,
+    shown,
+)
 from connector.client import SalesforceClient
 from connector.config import AWI_FIELD_DEFAULTS, ConnectorConfig
 from connector.errors import SetupError
-from connector.ids import to_18
 from connector.intervals import merge_intervals, subtract_intervals
-from connector.sink import AwiRecord, Page, SyncSink, SyncState
+from connector.sink import AwiRecord, BadRecord, Page, SyncSink, SyncState
 from connector.soql import datetime_literal, ident, string_literal
 from connector.source import Window, since_bound_of
-from connector.wire import canonical_iso_ms, format_iso_ms, iso_or_none, parse_sf_datetime
+from connector.wire import format_iso_ms, parse_sf_datetime
 
 __all__ = ["AWI_LOOKBACK", "REQUIRED_AWI", "SOURCE", "AgentWorkItemSync", "check_fields"]
 
@@ -38,7 +46,6 @@ REQUIRED_AWI = (
     "tokens",
     "started_at",
 )
-_INT_FIELDS = {"prompt_tokens", "completion_tokens", "tokens"}
 _END_OF_TIME = "9999-12-31T00:00:00.000Z"
 
 #: How far back of the previous sync's start each incremental query re-reads. A
@@ -153,14 +160,28 @@ class AgentWorkItemSync:
         counted: a re-read (lookback, a resumed run) fetches nothing twice."""
         done = 0
         for page in self.client.query_pages(soql):
-            rows = [self._record(rec) for rec in page]
+            rows: list[AwiRecord] = []
+            bad: list[BadRecord] = []
+            for rec in page:
+                checked = self._record(rec)
+                if "reason" in checked:
+                    bad.append(cast(BadRecord, checked))
+                else:
+                    rows.append(checked)
             stored = sink.awi_modstamps([r["id"] for r in rows])
             rows = [
                 r for r in rows if r["id"] not in stored or stored[r["id"]] != r["system_modstamp"]
             ]
-            if state is not None and page:
-                _advance_cursor(state, page[-1])
-            sink.commit(Page(SOURCE, self.run_id, state=state if page else None, awi_records=rows))
+            moved = state is not None and _advance_cursor(state, page)
+            sink.commit(
+                Page(
+                    SOURCE,
+                    self.run_id,
+                    state=state if moved else None,
+                    awi_records=rows,
+                    bad_records=bad,
+                )
+            )
             for row in rows:
                 self.on_changed(row["started_at"])
             done += len(rows)
@@ -170,42 +191,90 @@ class AgentWorkItemSync:
             # also when nothing came: records where the cursor starts and how far it read
             sink.commit(Page(SOURCE, self.run_id, state=state))
 
-    def _record(self, rec: dict[str, Any]) -> AwiRecord:
+    def _record(self, rec: dict[str, Any]) -> AwiRecord | BadRecord:
+        """The record in logical names, every value checked (SPEC §3.5): the first value
+        that cannot be data makes it a bad record instead."""
         # the SELECT used describe's canonical names, which is how records come back; the
         # case-insensitive lookup is only a fallback
         lower: dict[str, Any] | None = None
         row: dict[str, Any] = {}
-        for logical in AWI_FIELD_DEFAULTS:
-            api = self.fields.get(logical)
-            value = rec.get(api) if api else None
-            if value is None and api and api not in rec:
-                lower = lower or {k.lower(): v for k, v in rec.items()}
-                value = lower.get(api.lower())
-            row[logical] = _logical_value(logical, value)
-        row["created_date"] = iso_or_none(rec.get("CreatedDate"))
-        row["system_modstamp"] = iso_or_none(rec.get("SystemModstamp"))
+        bound = self.cfg.sync.max_tokens_per_action
+        try:
+            for logical in AWI_FIELD_DEFAULTS:
+                api = self.fields.get(logical)
+                value = rec.get(api) if api else None
+                if value is None and api and api not in rec:
+                    lower = lower or {k.lower(): v for k, v in rec.items()}
+                    value = lower.get(api.lower())
+                row[logical] = _logical_value(logical, value, bound)
+            for api, logical in (
+                ("CreatedDate", "created_date"),
+                ("SystemModstamp", "system_modstamp"),
+            ):
+                row[logical] = check_datetime(rec.get(api), api, required=False)
+        except BadValue as bad:
+            return _bad_record(rec, bad, self.fields.get(bad.field, bad.field))
         return row  # type: ignore[return-value]  # keys are AWI_FIELD_DEFAULTS' + two
 
 
-def _logical_value(logical: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if logical in _INT_FIELDS:
-        return round(float(value))
-    if logical == "reported_awu":
-        return float(value)
-    if logical == "started_at" and value:
-        return canonical_iso_ms(str(value))
-    if logical in ("id", "user_id", "case_id") and value:
-        return to_18(str(value))
-    return value
+def _logical_value(logical: str, value: Any, bound: int) -> Any:
+    check = _CHECKS.get(logical)
+    if check is not None:
+        return check(value, logical, bound)
+    return check_text(value, logical)
 
 
-def _advance_cursor(state: SyncState, last: dict[str, Any]) -> None:
-    edge = {
-        "ts": format_iso_ms(parse_sf_datetime(last["SystemModstamp"])),
-        "id": to_18(str(last["Id"])),
+_CHECKS: dict[str, Callable[[Any, str, int], Any]] = {
+    "id": lambda v, f, _: check_id(v, f, required=True),
+    "user_id": lambda v, f, _: check_id(v, f, required=False),
+    "case_id": lambda v, f, _: check_id(v, f, required=False),
+    "prompt_tokens": lambda v, f, b: check_count(v, f, required=False, bound=b),
+    "completion_tokens": lambda v, f, b: check_count(v, f, required=False, bound=b),
+    "tokens": lambda v, f, b: check_count(v, f, required=True, bound=b),
+    "reported_awu": lambda v, f, b: check_amount(v, f, required=False, bound=b),
+    "started_at": lambda v, f, _: check_datetime(v, f, required=True),
+}
+
+
+def _bad_record(rec: dict[str, Any], bad: BadValue, api_field: str) -> BadRecord:
+    raw_id = rec.get("Id")
+    try:
+        record_id = check_id(raw_id, "Id", required=True)
+    except BadValue:
+        record_id = None
+    at = None
+    for name in ("StartTime__c", "CreatedDate", "SystemModstamp"):
+        try:
+            at = check_datetime(rec.get(name), name, required=False)
+        except BadValue:
+            continue
+        if at is not None:
+            break
+    return {
+        "source": SOURCE,
+        "key": record_id or f"Id={shown(raw_id)}",
+        "reason": bad.reason,
+        "field": api_field,
+        "detail": f"{api_field} = {shown(bad.value)}",
+        "record_id": record_id,
+        "file_id": None,
+        "line": None,
+        "at": at,
     }
-    old = state.get("cursor")
-    if not old or (edge["ts"], edge["id"]) > (old["ts"], old["id"]):
-        state["cursor"] = edge  # a lookback re-read never moves it back
+
+
+def _advance_cursor(state: SyncState, page: list[dict[str, Any]]) -> bool:
+    """Move the cursor to the page's last record whose SystemModstamp and Id are sound (a
+    record that cannot be data must not stop the sync); False when none is."""
+    for last in reversed(page):
+        try:
+            ts = check_datetime(last.get("SystemModstamp"), "SystemModstamp", required=True)
+            record_id = check_id(last.get("Id"), "Id", required=True)
+        except BadValue:
+            continue
+        edge = {"ts": ts, "id": record_id}
+        old = state.get("cursor")
+        if not old or (edge["ts"], edge["id"]) > (old["ts"], old["id"]):
+            state["cursor"] = edge  # a lookback re-read never moves it back
+        return True
+    return False

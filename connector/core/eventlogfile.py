@@ -16,14 +16,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from connector.checks import shown
 from connector.client import SalesforceClient
 from connector.config import ConnectorConfig
+from connector.errors import SalesforceError
 from connector.intervals import Interval, merge_intervals, subtract_intervals
-from connector.logfiles import BadLogFile, parse_logfile
-from connector.sink import LogEvent, LogFileRecord, Page, SyncSink
-from connector.soql import datetime_literal, string_literal
+from connector.logfiles import BadLogFile, LogRow, parse_logfile
+from connector.sink import BadRecord, LogEvent, LogFileRecord, Page, SyncSink
+from connector.soql import datetime_literal, in_list, string_literal
 from connector.source import Window, day_floor, since_bound_of
-from connector.wire import canonical_iso_ms, format_iso_ms, iso_or_none, parse_sf_datetime
+from connector.wire import format_iso_ms, iso_or_none, parse_sf_datetime
 
 __all__ = ["SOURCE", "EventLogFileSync"]
 
@@ -39,6 +41,9 @@ _FILE_FIELDS = (
     "LogFileFieldNames",
 )
 _END_OF_TIME = "9999-12-31T00:00:00.000Z"
+#: a torn (or empty) file is downloaded this many times in all, one run after another,
+#: then kept as a permanent bad file
+MAX_FILE_ATTEMPTS = 3
 
 
 @dataclass
@@ -58,11 +63,13 @@ class EventLogFileSync:
 
     def __post_init__(self) -> None:
         self.notes: list[str] = []
+        self._base = ""
 
     def sync(self, sink: SyncSink, window: Window | None) -> None:
         state = sink.sync_state(SOURCE) or {}
         since_bound = since_bound_of(state, self.sync_start, self.cfg.sync.initial_days)
         base, order = self._base_query()
+        self._base = base
         todo: list[Interval] = []
         if window is not None:
             todo = subtract_intervals(
@@ -90,9 +97,12 @@ class EventLogFileSync:
             created = format_iso_ms(parse_sf_datetime(rec["CreatedDate"]))
             if newest is None or created > newest:
                 newest = created
+        due = self._due_files(sink)
+        for rec in due:
+            files.setdefault(str(rec["Id"]), rec)
         ordered = sorted(files.values(), key=_file_order)
         for n, rec in enumerate(ordered, 1):
-            self._process_file(sink, rec)
+            self._process_file(sink, rec, {str(r["Id"]) for r in due})
             self.progress("EventLogFiles", n, len(ordered))
         state = {**(sink.sync_state(SOURCE) or state), "since_bound": state["since_bound"]}
         if newest:
@@ -127,65 +137,172 @@ class EventLogFileSync:
                 return f"{base} AND CreatedDate > {datetime_literal(settle)} {cap}"
         return f"{base} AND CreatedDate >= {datetime_literal(since_bound)} {cap}"
 
-    def _process_file(self, sink: SyncSink, rec: dict[str, Any]) -> None:
+    def _due_files(self, sink: SyncSink) -> list[dict[str, Any]]:
+        """The current records of bad files that are due another download."""
+        due = sink.log_files_due(MAX_FILE_ATTEMPTS)
+        found: list[dict[str, Any]] = []
+        for i in range(0, len(due), 200):
+            soql = f"{self._base} AND Id IN {in_list(due[i : i + 200])}"
+            found.extend(self.client.query_all(soql))
+        return found
+
+    def _relist(self, file_id: str) -> dict[str, Any] | None:
+        """The file's record as the org holds it now (None when it is gone)."""
+        found = self.client.query_all(f"{self._base} AND Id = {string_literal(file_id)}")
+        return found[0] if found else None
+
+    def _process_file(self, sink: SyncSink, rec: dict[str, Any], due: set[str]) -> None:
         file_id = str(rec["Id"])
         created = format_iso_ms(parse_sf_datetime(rec["CreatedDate"]))
-        if sink.log_file_created(file_id) == created:
+        if sink.log_file_created(file_id) == created and file_id not in due:
             self.skipped += 1
             return
-        sequence = int(float(rec.get("Sequence") or 0))
-        rows, size, sha, bad = self._download(file_id, rec, created, sequence)
+        try:
+            read = self._download(file_id, rec, created, _length(rec))
+        except SalesforceError as exc:
+            # the body's size disagrees with LogFileLength even after retries: re-published
+            # under its own Id while we read it (read the new record), or torn for good
+            if exc.status is not None or _length(rec) is None:
+                raise
+            fresh = self._relist(file_id)
+            if fresh is None:
+                self.notes.append(f"EventLogFile {file_id}: deleted while it was read")
+                return
+            if (fresh.get("CreatedDate"), _length(fresh)) != (rec["CreatedDate"], _length(rec)):
+                self._process_file(sink, fresh, due | {file_id})
+                return
+            read = self._download(file_id, rec, created, None, declared=_length(rec))
+        self._store_file(sink, rec, created, read)
+
+    def _store_file(
+        self, sink: SyncSink, rec: dict[str, Any], created: str, read: _FileRead
+    ) -> None:
+        file_id = str(rec["Id"])
+        log_date = iso_or_none(rec.get("LogDate"))
         record: LogFileRecord = {
             "id": file_id,
-            "log_date": iso_or_none(rec.get("LogDate")),
+            "log_date": log_date,
             "interval": rec.get("Interval"),  # None below API 37.0: unknown
-            "sequence": sequence,
+            "sequence": _sequence(rec),
             "created_date": created,
-            "rows": len(rows),
-            "sha256": sha,
-            "bytes": size,
-            "bad": 1 if bad else 0,
-            "error": bad,
+            "rows": len(read.rows),
+            "sha256": read.sha,
+            "bytes": read.size,
+            "bad": 1 if read.error else 0,
+            "error": read.error,
             "processed_at": format_iso_ms(datetime.now(timezone.utc)),
             "run_id": self.run_id,
+            "retryable": int(read.retryable),
         }
-        sink.commit(Page(SOURCE, self.run_id, log_events=rows, log_file=record))
-        if bad:
+        bad = [_bad_row(file_id, log_date or created, row) for row in read.bad_rows]
+        if read.error:
+            bad = [_bad_file(file_id, log_date or created, read.error)]
+        sink.commit(
+            Page(SOURCE, self.run_id, log_events=read.rows, log_file=record, bad_records=bad)
+        )
+        if read.error:
             self.bad += 1
-            self.notes.append(f"EventLogFile {file_id}: {bad} (skipped as BAD_RECORD)")
-        self.rows += len(rows)
-        for row in rows:
+            again = f" (read again on later runs, {MAX_FILE_ATTEMPTS} readings in all)"
+            again = again if read.retryable else ""
+            self.notes.append(f"EventLogFile {file_id}: {read.error}{again}")
+        elif bad:
+            self.notes.append(
+                f"EventLogFile {file_id}: {len(bad)} bad row(s), first at line "
+                f"{bad[0]['line']}: {bad[0]['detail']} ({bad[0]['reason']})"
+            )
+        self.rows += len(read.rows)
+        for row in read.rows:
             self.on_changed(row["started_at"])
 
     def _download(
-        self, file_id: str, rec: dict[str, Any], created: str, sequence: int
-    ) -> tuple[list[LogEvent], int, str, str | None]:
-        """The file's rows (streamed to a temporary file first), its size and sha256, and
-        why it is bad (then no rows)."""
-        expected = rec.get("LogFileLength")
+        self,
+        file_id: str,
+        rec: dict[str, Any],
+        created: str,
+        expected: int | None,
+        *,
+        declared: int | None = None,
+    ) -> _FileRead:
+        """The file streamed to a temporary file, then parsed whole: its good rows and bad
+        rows, or why the file as a whole is bad (then no rows)."""
+        sequence = _sequence(rec)
         with tempfile.TemporaryFile() as tmp:
-            size, sha = self.client.download_logfile(
-                file_id, tmp, expected_size=int(float(expected)) if expected is not None else None
-            )
+            size, sha = self.client.download_logfile(file_id, tmp, expected_size=expected)
             self.downloaded += 1
+            if declared is not None and size != declared:
+                why = f"body of {size} bytes where LogFileLength says {declared}"
+                return _FileRead([], [], size, sha, why, retryable=True)
             tmp.seek(0)
             rows: list[LogEvent] = []
+            bad_rows: list[LogRow] = []
+            bound = self.cfg.sync.max_tokens_per_action
             try:
-                for row in parse_logfile(tmp, rec.get("LogFileFieldNames")):
-                    if not row["request_id"] or not row["started_at"]:
+                for row in parse_logfile(tmp, rec.get("LogFileFieldNames"), max_tokens=bound):
+                    if row.event is None:
+                        bad_rows.append(row)
                         continue
-                    row["started_at"] = canonical_iso_ms(row["started_at"])
-                    row.update(file_id=file_id, file_created_date=created, file_sequence=sequence)
-                    rows.append(row)  # type: ignore[arg-type]  # parse_logfile's logical names
+                    row.event.update(
+                        file_id=file_id, file_created_date=created, file_sequence=sequence
+                    )
+                    rows.append(row.event)  # type: ignore[arg-type]  # parse_logfile's names
             except BadLogFile as exc:
-                return [], size, sha, str(exc)
-        return rows, size, sha, None
+                return _FileRead([], [], size, sha, str(exc), retryable=exc.retryable)
+        return _FileRead(rows, bad_rows, size, sha, None)
+
+
+@dataclass(frozen=True)
+class _FileRead:
+    rows: list[LogEvent]
+    bad_rows: list[LogRow]
+    size: int
+    sha: str
+    error: str | None
+    retryable: bool = False
+
+
+def _length(rec: dict[str, Any]) -> int | None:
+    value = rec.get("LogFileLength")
+    return None if value is None else int(float(value))
+
+
+def _sequence(rec: dict[str, Any]) -> int:
+    return int(float(rec.get("Sequence") or 0))
+
+
+def _bad_file(file_id: str, at: str, error: str) -> BadRecord:
+    return {
+        "source": SOURCE,
+        "key": file_id,
+        "reason": "bad_file",
+        "field": None,
+        "detail": error,
+        "record_id": None,
+        "file_id": file_id,
+        "line": None,
+        "at": at,
+    }
+
+
+def _bad_row(file_id: str, log_date: str, row: LogRow) -> BadRecord:
+    bad = row.bad
+    assert bad is not None
+    return {
+        "source": SOURCE,
+        "key": row.request_id or f"{file_id}:{row.line}",
+        "reason": bad.reason,
+        "field": bad.field,
+        "detail": f"{bad.field} = {shown(bad.value)}",
+        "record_id": row.request_id,
+        "file_id": file_id,
+        "line": row.line,
+        "at": row.started_at or log_date,
+    }
 
 
 def _file_order(rec: dict[str, Any]) -> tuple[str, int, str]:
     # oldest first, so the newest copy of a REQUEST_ID is written last
     return (
         format_iso_ms(parse_sf_datetime(rec["CreatedDate"])),
-        int(float(rec.get("Sequence") or 0)),
+        _sequence(rec),
         str(rec["Id"]),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from connector.config import ConnectorConfig
 from connector.data360.client import Data360Client
@@ -23,7 +23,7 @@ from connector.data360.values import (
 )
 from connector.errors import BatchExpired, SalesforceError
 from connector.intervals import merge_intervals, subtract_intervals
-from connector.sink import D360Event, Page, SyncSink, SyncState
+from connector.sink import BadRecord, D360Event, Page, SyncSink, SyncState
 from connector.source import Window, day_floor, since_bound_of
 from connector.wire import format_iso_ms, parse_sf_datetime
 
@@ -182,13 +182,7 @@ class Data360Source:
         if not page:
             return None
         schema = self.schema
-        events: list[D360Event] = []
-        last: tuple[datetime, str] | None = None
-        for raw in page:
-            row = event_record(raw, schema.usage)
-            if row is not None:
-                events.append(row)
-                last = (raw[schema.usage.columns["Timestamp"]], row["id"])
+        events, bad, last = _split_page(page, schema.usage, self.cfg.sync.max_tokens_per_action)
         requests = sorted({e["request_id"] for e in events if e["request_id"]})
         sessions = sorted({e["session_id"] for e in events if e["session_id"]})
         known_steps = sink.known_d360_step_requests(requests)
@@ -214,6 +208,7 @@ class Data360Source:
                 d360_events=events,
                 d360_steps=new_steps,
                 d360_sessions=new_sessions,
+                bad_records=bad,
             )
         )
         for e in changed:
@@ -243,3 +238,28 @@ class Data360Source:
             for page in self.client.query(sql):
                 out.extend(r for r in (make(raw, obj) for raw in page) if r is not None)
         return out
+
+
+def _split_page(
+    page: list[dict[str, Any]], usage: DiscoveredObject, bound: int
+) -> tuple[list[D360Event], list[BadRecord], tuple[datetime, str] | None]:
+    """A page's tool-call events, its bad records (SPEC §3.5), and the keyset position of
+    its last row whose Timestamp reads (where the next page starts)."""
+    events: list[D360Event] = []
+    bad: list[BadRecord] = []
+    last: tuple[datetime, str] | None = None
+    for raw in page:
+        row = event_record(raw, usage, max_tokens=bound)
+        if row is None:
+            continue
+        if "reason" in row:
+            record = cast(BadRecord, row)
+            bad.append(record)
+            key = record["key"]
+        else:
+            events.append(row)
+            key = row["id"]
+        ts = raw[usage.columns["Timestamp"]]
+        if isinstance(ts, datetime):
+            last = (ts, key)
+    return events, bad, last

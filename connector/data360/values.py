@@ -4,16 +4,28 @@ raw rows turned into the typed records a sink stores ("no value" is None everywh
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from connector.checks import (
+    DEFAULT_MAX_TOKENS,
+    BadValue,
+    check_amount,
+    check_count,
+    check_datetime,
+    check_id,
+    check_text,
+    shown,
+)
 from connector.data360.discovery import DiscoveredObject
 from connector.errors import SalesforceError
-from connector.sink import D360Event, D360Session, D360Step
+from connector.sink import BadRecord, D360Event, D360Session, D360Step
 from connector.wire import format_iso_ms, parse_sf_datetime
 
 __all__ = [
+    "Undecodable",
     "decode_rows",
     "decode_value",
     "event_record",
@@ -57,8 +69,18 @@ _NUMERIC = (
 _TIMESTAMPS = ("TIMESTAMP", "DATE_TIME", "DATETIME")
 
 
+@dataclass(frozen=True)
+class Undecodable:
+    """A value its column's type cannot hold (`"abc"` for a DECIMAL): kept as sent, so the
+    record that carries it becomes a bad record rather than the query failing."""
+
+    value: Any
+    type: str
+
+
 def decode_value(value: Any, typ: str) -> Any:
-    """One Query API v2 value, typed by its metadata type; "no value" becomes None."""
+    """One Query API v2 value, typed by its metadata type; "no value" becomes None, a
+    value the type cannot hold an `Undecodable`."""
     if is_nothing(value):
         return None
     base = typ.upper().split("(", 1)[0].strip()
@@ -68,12 +90,12 @@ def decode_value(value: Any, typ: str) -> Any:
         try:
             return Decimal(str(value).strip())
         except InvalidOperation:
-            raise SalesforceError(f"Data 360 answered {value!r} for a {typ} column") from None
+            return Undecodable(value, typ)
     if base.startswith(_TIMESTAMPS):
         try:
             return parse_timestamp(str(value))
-        except ValueError:
-            raise SalesforceError(f"Data 360 answered {value!r} for a {typ} column") from None
+        except (ValueError, OverflowError):
+            return Undecodable(value, typ)
     if base in ("BOOLEAN", "BOOL"):
         if isinstance(value, bool):
             return value
@@ -121,15 +143,6 @@ def _text(value: Any) -> str | None:
     return None if is_nothing(value) else str(value)
 
 
-def _int(value: Any) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(Decimal(str(value)).to_integral_value())
-    except InvalidOperation:
-        return None
-
-
 def _flag(value: Any) -> int | None:
     return None if value is None else int(bool(value))
 
@@ -140,38 +153,85 @@ def _iso(value: Any) -> str | None:
     return None
 
 
-def event_record(raw: Mapping[str, Any], obj: DiscoveredObject) -> D360Event | None:
-    event_id, ts = _text(_get(raw, obj, "Id")), _iso(_get(raw, obj, "Timestamp"))
-    tool = _text(_get(raw, obj, "AiAgentToolName"))
-    if event_id is None or ts is None or tool is None:
+def _sound_text(value: Any) -> str | None:
+    try:
+        return check_text(_text(value), "text")
+    except BadValue:
         return None
-    quantity = _get(raw, obj, "UsageQuantity")
-    prompt, completion = (
-        _int(_get(raw, obj, "PromptInputTokenCount")),
-        _int(_get(raw, obj, "PromptCompletionTokenCount")),
-    )
-    tokens = _int(_get(raw, obj, "PromptTotalTokenCount"))
+
+
+def _raw(value: Any) -> Any:
+    return value.value if isinstance(value, Undecodable) else value
+
+
+def _checked_event(raw: Mapping[str, Any], obj: DiscoveredObject, bound: int) -> D360Event:
+    """The usage event's values, each checked (SPEC §3.5); BadValue on the first that
+    cannot be data. Empty optional values stay None; tokens fall back to prompt +
+    completion, and are `missing` only when none of the three is there."""
+
+    def get(logical: str) -> Any:
+        return _raw(_get(raw, obj, logical))
+
+    def text(logical: str) -> str | None:
+        return check_text(_text(get(logical)), logical)
+
+    def count(logical: str) -> int | None:
+        return check_count(get(logical), logical, required=False, bound=bound)
+
+    prompt, completion = count("PromptInputTokenCount"), count("PromptCompletionTokenCount")
+    tokens = count("PromptTotalTokenCount")
     if tokens is None and (prompt is not None or completion is not None):
         tokens = (prompt or 0) + (completion or 0)
+    if tokens is None:
+        raise BadValue("missing", "PromptTotalTokenCount", None)
+    quantity = check_amount(get("UsageQuantity"), "UsageQuantity", required=False, bound=bound)
+    started = check_datetime(get("Timestamp"), "Timestamp", required=True)
+    assert started is not None
     return {
-        "id": event_id,
-        "request_id": _text(_get(raw, obj, "RequestIdentifier")),
-        "started_at": ts,
-        "session_id": _text(_get(raw, obj, "AiAgentSessionId")),
-        "interaction_id": _text(_get(raw, obj, "AiAgentInteractionId")),
-        "agent_id": _text(_get(raw, obj, "AgentIdentifier")),
-        "agent_name": _text(_get(raw, obj, "AgentDeveloperName")),
-        "tool_name": tool,
-        "user_id": _text(_get(raw, obj, "UserId")),
+        "id": str(_text(get("Id"))),
+        "request_id": text("RequestIdentifier"),
+        "started_at": started,
+        "session_id": text("AiAgentSessionId"),
+        "interaction_id": text("AiAgentInteractionId"),
+        "agent_id": check_id(get("AgentIdentifier"), "AgentIdentifier", required=False),
+        "agent_name": text("AgentDeveloperName"),
+        "tool_name": str(text("AiAgentToolName")),
+        "user_id": check_id(get("UserId"), "UserId", required=False),
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "tokens": tokens,
-        "usage_quantity": None if quantity is None else str(quantity),
-        "is_metered": _flag(_get(raw, obj, "IsMeteredIndicator")),
-        "is_billable": _flag(_get(raw, obj, "IsBillableIndicator")),
-        "skip_reason": _text(_get(raw, obj, "MeteringSkipReasonCode")),
-        "usage_type": _text(_get(raw, obj, "UsageTypeCode")),
+        "usage_quantity": None if quantity is None else str(_get(raw, obj, "UsageQuantity")),
+        "is_metered": _flag(get("IsMeteredIndicator")),
+        "is_billable": _flag(get("IsBillableIndicator")),
+        "skip_reason": text("MeteringSkipReasonCode"),
+        "usage_type": text("UsageTypeCode"),
     }
+
+
+def event_record(
+    raw: Mapping[str, Any], obj: DiscoveredObject, *, max_tokens: int = DEFAULT_MAX_TOKENS
+) -> D360Event | BadRecord | None:
+    """A tool call's usage event, a bad record when one of its values cannot be data, or
+    None for an event that is not a tool call (or has no id)."""
+    event_id = _text(_raw(_get(raw, obj, "Id")))
+    if event_id is None or _text(_raw(_get(raw, obj, "AiAgentToolName"))) is None:
+        return None
+    try:
+        return _checked_event(raw, obj, max_tokens)
+    except BadValue as bad:
+        api = obj.columns.get(bad.field, bad.field)
+        ts = _get(raw, obj, "Timestamp")
+        return {
+            "source": "data360",
+            "key": event_id,
+            "reason": bad.reason,
+            "field": api,
+            "detail": f"{api} = {shown(bad.value)}",
+            "record_id": event_id,
+            "file_id": None,
+            "line": None,
+            "at": _iso(ts),
+        }
 
 
 def step_record(raw: Mapping[str, Any], obj: DiscoveredObject) -> D360Step | None:
@@ -187,8 +247,9 @@ def step_record(raw: Mapping[str, Any], obj: DiscoveredObject) -> D360Step | Non
         "interaction_id": _text(_get(raw, obj, "AiAgentInteractionId")),
         "step_type": _text(_get(raw, obj, "AiAgentInteractionStepType")),
         "prev_step_id": _text(_get(raw, obj, "PrevStepId")),
-        "input_text": _text(_get(raw, obj, "InputValueText")),
-        "error_text": _text(_get(raw, obj, "ErrorMessageText")),
+        # text that is not valid Unicode is no input (the event is then a BAD_RECORD)
+        "input_text": _sound_text(_get(raw, obj, "InputValueText")),
+        "error_text": _sound_text(_get(raw, obj, "ErrorMessageText")),
         "started_at": _iso(_get(raw, obj, "StartTimestamp")),
     }
 
