@@ -2,7 +2,7 @@
 Salesforce's wire format accepts the mock (JWT login, queries with paging and
 `columns=true`, describe, limits, a LogFile download).
 
-`tests/install_sf_cli.sh` (the first step of `.ci/run`) installs Node 22 and the CLI
+`tests/install_sf_cli.sh` (via `tests/install_test_tools.sh`, the first step of `.ci/run`) installs Node 22 and the CLI
 under ~/.cache/awu-audit/sf-cli from npm; AWU_SF_CLI_DIR points elsewhere. The CLI runs with
 its home and config in a temp dir, telemetry and update checks off, trusting only the
 mock's CA, with 127.0.0.1 its only reachable host. AWU_SKIP_SF_CLI=1 skips these tests
@@ -30,7 +30,7 @@ CLI_DIR = Path(
 BIN = CLI_DIR / "node_modules" / ".bin"
 INSTALL_HINT = (
     f"the Salesforce CLI (Node 22 + sf) is not installed in {CLI_DIR}: run "
-    "`bash tests/install_sf_cli.sh` (the first step of .ci/run and of the README's test "
+    "`bash tests/install_test_tools.sh` (the first step of .ci/run and of the README's test "
     "command), point AWU_SF_CLI_DIR at an install, or set AWU_SKIP_SF_CLI=1 to skip "
     "these tests"
 )
