@@ -83,6 +83,11 @@ class AuditResult:
     fingerprints: dict[str, str] = field(default_factory=dict)  # action id → input fingerprint
 
 
+#: json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False), built once:
+#: json.dumps with non-default options builds a new encoder on every call, a third of the cost
+#: of fingerprinting a short input
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
 # --- small public helpers ------------------------------------------------------------------
 
 
@@ -102,7 +107,7 @@ def fingerprint(action_input: str | None) -> str | None:
         value = json.loads(action_input)
     except (ValueError, RecursionError):
         return None
-    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = _CANONICAL_JSON.encode(value)
     try:
         data = canonical.encode()
     except UnicodeEncodeError:  # a lone surrogate ("\ud800") is valid JSON, not valid UTF-8

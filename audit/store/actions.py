@@ -22,12 +22,16 @@ ACTION_COLUMNS = (
 
 # A window holds up to hundreds of thousands of actions: they are written with one prepared
 # statement over tuples (executemany), several times faster than sqlite-utils' per-batch
-# SQL building and value conversion.
+# SQL building and value conversion. A row identical to the stored one is not written at
+# all (a re-run over unchanged data rewrites nothing: no page, index or WAL traffic).
 _UPSERT_ACTION_SQL = (
     f"INSERT INTO actions ({', '.join(ACTION_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(ACTION_COLUMNS))}) ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in ACTION_COLUMNS[1:])
+    + f" WHERE ({', '.join(f'actions.{c}' for c in ACTION_COLUMNS[1:])}) IS NOT "
+    + f"({', '.join(f'excluded.{c}' for c in ACTION_COLUMNS[1:])})"
 )
+_IDS_IN_WINDOW_SQL = 'SELECT "id" FROM actions WHERE "started_at" >= ? AND "started_at" < ?'
 
 _DAILY_USAGE_SQL = """
     SELECT day, coalesce(agent_name, agent_id, 'unknown') AS agent, channel,
@@ -43,42 +47,20 @@ def _action_tuple(row: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(v if isinstance(v, PLAIN) else to_db_value(v) for v in values)
 
 
-def _action_rows(audit: WindowAudit, cost_factor: float) -> Iterator[dict[str, Any]]:
-    """Each action with its recomputed cost; dollars times `cost_factor` (a sandbox's
-    discount)."""
+def _action_tuples(audit: WindowAudit, cost_factor: float) -> Iterator[tuple[Any, ...]]:
+    """Each action with its recomputed cost, as a row of ACTION_COLUMNS; dollars times
+    `cost_factor` (a sandbox's discount). Tuples straight from the actions: no dict per row."""
     costs, fingerprints = audit.result.costs, audit.result.fingerprints
     for a in audit.actions:
         c = costs[a.id]
-        yield {
-            "id": a.id,
-            "session_id": a.session_id,
-            "agent_id": a.agent_id,
-            "agent_name": a.agent_name,
-            "action_name": a.action_name,
-            "action_type": a.action_type,
-            "channel": a.channel,
-            "status": a.status,
-            "error_code": a.error_code,
-            "tokens": a.tokens,
-            "prompt_tokens": a.prompt_tokens,
-            "completion_tokens": a.completion_tokens,
-            "reported_awu": a.reported_awu,
-            "elf_tokens": a.elf_tokens,
-            "action_input": a.action_input,
-            "user_id": a.user_id,
-            "case_id": a.case_id,
-            "started_at": iso(a.started_at),
-            "source": a.source,
-            "billable": int(c.billable),
-            "units": c.units,
-            "multiplier": c.multiplier,
-            "awu": c.awu,
-            "excess_awu": c.excess_awu,
-            "credits": c.credits,
-            "cost_usd": c.cost_usd * cost_factor,
-            "fingerprint": fingerprints.get(a.id),
-            "day": a.started_at.date().isoformat(),
-        }
+        yield (
+            a.id, a.session_id, a.agent_id, a.agent_name, a.action_name, a.action_type,
+            a.channel, a.status, a.error_code, a.tokens, a.prompt_tokens, a.completion_tokens,
+            a.reported_awu, a.elf_tokens, a.action_input, a.user_id, a.case_id,
+            iso(a.started_at), a.source, int(c.billable), c.units, c.multiplier, c.awu,
+            c.excess_awu, c.credits, c.cost_usd * cost_factor, fingerprints.get(a.id),
+            a.started_at.date().isoformat(),
+        )  # fmt: skip
 
 
 def days_of(window: tuple[datetime, datetime]) -> list[str]:
@@ -98,7 +80,7 @@ class Actions(StoreBase):
         its days is summed anew — in one transaction."""
         days = days_of(audit.window)
         with self.transaction():
-            self.replace_actions(audit.window, _action_rows(audit, cost_factor))
+            self._replace_action_tuples(audit.window, _action_tuples(audit, cost_factor))
             self.replace_daily_usage(days, self.usage_of_days(days))
 
     def replace_actions(
@@ -106,13 +88,28 @@ class Actions(StoreBase):
     ) -> None:
         """The actions of [start, end) become `rows` — atomically (a re-run replaces its
         window; an action whose started_at moved out of it is updated in place)."""
+        self._replace_action_tuples(window, map(_action_tuple, rows))
+
+    def _replace_action_tuples(
+        self, window: tuple[datetime | str, datetime | str], rows: Iterable[tuple[Any, ...]]
+    ) -> None:
+        """Upsert `rows` (rows of ACTION_COLUMNS), then delete the window's stored actions
+        that are not among them: unchanged rows are never written."""
         start, end = window
+        written: set[str] = set()
+
+        def remember(rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+            for row in rows:
+                written.add(row[0])
+                yield row
+
         with self.transaction():
-            self._execute(
-                'DELETE FROM actions WHERE "started_at" >= ? AND "started_at" < ?',
-                (bound(start), bound(end)),
-            )
-            self._executemany(_UPSERT_ACTION_SQL, map(_action_tuple, rows))
+            self._executemany(_UPSERT_ACTION_SQL, remember(rows))
+            stored = self._tuples(_IDS_IN_WINDOW_SQL, (bound(start), bound(end)))
+            gone = [i for (i,) in stored if i not in written]
+            del stored
+            for marks, chunk in in_lists(gone):
+                self._execute(f'DELETE FROM actions WHERE "id" IN ({marks})', chunk)
 
     def usage_of_days(self, days: list[str]) -> list[dict[str, Any]]:
         """Usage of `days` ('YYYY-MM-DD') from the actions, by day × agent × channel."""

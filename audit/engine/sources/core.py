@@ -77,7 +77,7 @@ def _from_awi(rec: Mapping[str, Any], *, source: str, elf_tokens: int | None) ->
         channel=_channel(rec.get("channel")),
         status=_status(rec.get("status")),
         tokens=int(tokens),
-        started_at=parse_sf_datetime(str(rec["started_at"])),
+        started_at=_started_at(rec["started_at"]),
         reported_awu=_float_or_none(rec.get("reported_awu")),
         prompt_tokens=_int_or_none(rec.get("prompt_tokens")),
         completion_tokens=_int_or_none(rec.get("completion_tokens")),
@@ -104,7 +104,7 @@ def _from_elf(key: str, group: list[Mapping[str, Any]], names: Mapping[str, str]
         channel=_channel(first.get("channel")),
         status=_status(first.get("status")),
         tokens=sum(int(r.get("tokens") or 0) for r in rows),
-        started_at=parse_sf_datetime(str(first["started_at"])),
+        started_at=_started_at(first["started_at"]),
         reported_awu=None if all(v is None for v in reported) else sum(v or 0.0 for v in reported),
         prompt_tokens=sum(int(r.get("prompt_tokens") or 0) for r in rows),
         completion_tokens=sum(int(r.get("completion_tokens") or 0) for r in rows),
@@ -115,14 +115,37 @@ def _from_elf(key: str, group: list[Mapping[str, Any]], names: Mapping[str, str]
     )
 
 
+# the values nearly every row carries, looked up before the general normalisation
+_CHANNELS = {"Text": "Text", "Voice": "Voice", None: "Text"}
+_STATUSES = {"Success": "Success", "Error": "Error", None: "Success"}
+
+
 def _channel(value: Any) -> str:
+    known = _CHANNELS.get(value) if isinstance(value, str) or value is None else None
+    if known is not None:
+        return known
     return "Voice" if str(value or "").strip().lower() == "voice" else "Text"
 
 
 def _status(value: Any) -> str:
+    known = _STATUSES.get(value) if isinstance(value, str) or value is None else None
+    if known is not None:
+        return known
     return (
         "Error" if str(value or "").strip().lower() in ("error", "failed", "failure") else "Success"
     )
+
+
+def _started_at(value: Any) -> datetime:
+    """The store's canonical `YYYY-MM-DDTHH:MM:SS.mmmZ` parses straight to aware UTC;
+    anything else goes through the general parser."""
+    text = str(value)
+    if len(text) == 24 and text[-1] == "Z":
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            pass
+    return parse_sf_datetime(text)
 
 
 def _float_or_none(value: Any) -> float | None:
