@@ -109,8 +109,10 @@ def _finite(number: float | int | Decimal) -> bool:
     return isinstance(number, int) or math.isfinite(number)
 
 
-def check_count(value: Any, field: str, *, required: bool, bound: int) -> int | None:
-    """A token count: a finite whole number in [0, bound]."""
+def _bounded(
+    value: Any, field: str, *, required: bool, bound: float
+) -> float | int | Decimal | None:
+    """A finite number in [0, bound], or None for an empty optional value."""
     if _empty(value):
         _nothing(value, field, required)
         return None
@@ -121,6 +123,14 @@ def check_count(value: Any, field: str, *, required: bool, bound: int) -> int | 
         raise BadValue("negative", field, value)
     if number > bound:
         raise BadValue("too_large", field, value)
+    return number
+
+
+def check_count(value: Any, field: str, *, required: bool, bound: int) -> int | None:
+    """A token count: a finite whole number in [0, bound]."""
+    number = _bounded(value, field, required=required, bound=bound)
+    if number is None:
+        return None
     whole = int(number)
     if whole != number:
         raise BadValue("fractional", field, value)
@@ -129,17 +139,8 @@ def check_count(value: Any, field: str, *, required: bool, bound: int) -> int | 
 
 def check_amount(value: Any, field: str, *, required: bool, bound: float) -> float | None:
     """A reported AWU (or usage quantity): a finite number in [0, bound]."""
-    if _empty(value):
-        _nothing(value, field, required)
-        return None
-    number = _number(value, field)
-    if not _finite(number):
-        raise BadValue("not_finite", field, value)
-    if number < 0:
-        raise BadValue("negative", field, value)
-    if number > bound:
-        raise BadValue("too_large", field, value)
-    return float(number)
+    number = _bounded(value, field, required=required, bound=bound)
+    return None if number is None else float(number)
 
 
 def check_datetime(value: Any, field: str, *, required: bool) -> str | None:
