@@ -65,7 +65,12 @@ def _progress(
     "--since", help="Window start: ISO date (00:00Z) or datetime. Default: from the cursor."
 )
 @click.option("--until", help="Window end (exclusive). Default: now.")
-@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object (SPEC §7).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print exactly one JSON object (its schema: docs/run-output.schema.json).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="One summary line and what needs attention.")
 @click.option("--verbose", "-v", is_flag=True, help="Stage lines even on a terminal; every note.")
 @friendly_errors
@@ -166,7 +171,7 @@ def fixtures(
     source: str,
     family: str,
 ) -> None:
-    """Write a deterministic synthetic org snapshot (SPEC §8) with ground-truth labels."""
+    """Write a deterministic synthetic org snapshot with ground-truth labels."""
     from fixtures.generator import generate_snapshot
 
     try:
