@@ -61,8 +61,11 @@ class RunResult:
             f"run {self.output['run_id'][:8]} ok: {t['actions']} actions, {t['awu']:g} AWU, "
             f"${t['cost_usd']:,.2f}; {found} findings; "
             f"{len(self.output['budget']['alerts_sent'])} alerts sent"
-            + (f", {len(failed)} failed" if (failed := self.output["budget"].get("alerts_failed"))
-               else "")
+            + (
+                f", {len(failed)} failed"
+                if (failed := self.output["budget"].get("alerts_failed"))
+                else ""
+            )
         )
 
 
@@ -186,28 +189,29 @@ def _audit_primary(
         checkpoint=crashpoints.reached,
         failed=alerts_failed,
     )
-    output = round_to_meaning(run_block(
-        audit,
-        run_id=run.run_id,
-        org_id=run.org.org_id,
-        budget={
-            **_budget_json(cfg, decisions),
-            "alerts_sent": alerts_sent,
-            "alerts_failed": alerts_failed,
-        },
-        sync=family.source.sync_counts(),
-        bad_files=family.bad_files(store, window),
-        extra=family.extra_output(audit),
-    ))
+    output = round_to_meaning(
+        run_block(
+            audit,
+            run_id=run.run_id,
+            org_id=run.org.org_id,
+            budget={
+                **_budget_json(cfg, decisions),
+                "alerts_sent": alerts_sent,
+                "alerts_failed": alerts_failed,
+            },
+            sync=family.source.sync_counts(),
+            bad_files=family.bad_files(store, window),
+            extra=family.extra_output(audit),
+        )
+    )
     fail_on = fail_on_reason(cfg, audit.result.findings)
-    _finish(run, audit, output, client)
     analysis_json = {**_analysis(run, audit), "forecast": _forecast_json(decisions)}
-    store.set_run_summary(run.run_id, {**output, "analysis": analysis_json})
+    _finish(run, audit, {**output, "analysis": analysis_json}, client)
     return RunResult(
         output=output,
         exit_code=1 if fail_on else 0,
         top_findings=list(top_findings(audit)),
-        notes=family.source.notes,
+        notes=list(family.source.notes),
         fail_on_reason=fail_on,
     )
 
@@ -251,8 +255,18 @@ def fail_on_reason(cfg: Config, findings: Sequence[Finding]) -> str | None:
 def _finish(
     run: _Run, audit: WindowAudit, output: dict[str, Any], client: SalesforceClient
 ) -> None:
+    """The run is ok, with its window, counts and summary — in one transaction, so a run
+    marked ok always has its summary."""
     start, end = audit.window
-    run.store.set_run_window(run.run_id, start, end)
+    with run.store.transaction():
+        run.store.set_run_window(run.run_id, start, end)
+        _finish_ok(run, audit, output, client)
+        run.store.set_run_summary(run.run_id, output)
+
+
+def _finish_ok(
+    run: _Run, audit: WindowAudit, output: dict[str, Any], client: SalesforceClient
+) -> None:
     run.store.finish_run(
         run.run_id,
         outcome="ok",
@@ -369,22 +383,31 @@ def _add_side_by_side(
             ).result.costs.values()
         )
         status = budget_mod.evaluate_budget(period, used, run.cfg.budget, ())
-        blocks[family.source.family] = round_to_meaning(run_block(
-            audit,
-            run_id=run.run_id,
-            org_id=run.org.org_id,
-            budget={**status.as_json(), "depletion_date": None, "alerts_sent": []},
-            sync=family.source.sync_counts(),
-            extra=family.extra_output(audit),
-        ))
+        blocks[family.source.family] = round_to_meaning(
+            run_block(
+                audit,
+                run_id=run.run_id,
+                org_id=run.org.org_id,
+                budget={**status.as_json(), "depletion_date": None, "alerts_sent": []},
+                sync=family.source.sync_counts(),
+                extra=family.extra_output(audit),
+            )
+        )
     result.output["sources"] = blocks
     run.store.merge_run_summary(run.run_id, sources=blocks)
 
 
 def _add_vendor_view(run: _Run, client: SalesforceClient, result: RunResult) -> None:
     """Salesforce's own consumed/entitled units (Digital Wallet) beside our recomputed
-    credits of the budget period, and the difference — where the org has them (SPEC §11)."""
-    vendor = read_vendor_view(client, run.cfg.salesforce.api_version, sandbox=run.org.is_sandbox)
+    credits of the budget period, and the difference — where the org has them. Optional:
+    the audit is done and recorded by now, so a failure here is a note, never a failed run."""
+    try:
+        vendor = read_vendor_view(
+            client, run.cfg.salesforce.api_version, sandbox=run.org.is_sandbox
+        )
+    except ConnectorError as exc:
+        result.notes.append(f"Digital Wallet figures not read this run: {exc}")
+        return
     if vendor is None:
         return
     ours = result.output["budget"]["used_credits"]

@@ -50,7 +50,12 @@ def http_client(cfg: SalesforceConfig) -> httpx.Client:
     if cfg.ca_bundle is not None:
         if not cfg.ca_bundle.is_file():
             raise SetupError(f"salesforce.ca_bundle not found: {cfg.ca_bundle}")
-        verify = ssl.create_default_context(cafile=str(cfg.ca_bundle))
+        try:
+            verify = ssl.create_default_context(cafile=str(cfg.ca_bundle))
+        except ssl.SSLError:
+            raise SetupError(
+                f"salesforce.ca_bundle {cfg.ca_bundle} holds no PEM certificate"
+            ) from None
     return httpx.Client(
         verify=verify,
         trust_env=cfg.ca_bundle is None,

@@ -394,3 +394,38 @@ def test_email_credentials_come_from_the_environment(smtp: Mailbox, monkeypatch:
     channels, errors = channels_from_config(cfg)
     assert errors == {} and isinstance(channels["email"], EmailChannel)
     assert PASSWORD not in repr(channels["email"])
+
+
+# --- what the review of the restructure found -------------------------------------------------
+@pytest.mark.parametrize(
+    ("url", "accepted"),
+    [
+        ("https://hooks.slack.com/services/T0/B0/x", True),
+        ("http://127.0.0.1:9/hook", True),
+        ("http://localhost:9/hook", True),
+        ("http://hooks.slack.com/services/T0/B0/x", False),  # the secret in clear text
+        ("ftp://hooks.slack.com/x", False),
+    ],
+)
+def test_a_webhook_url_goes_in_clear_text_only_to_this_machine(
+    monkeypatch: pytest.MonkeyPatch, url: str, accepted: bool
+) -> None:
+    monkeypatch.setenv("AWU_TEST_HOOK", url)
+    cfg = Config(alerts=AlertsConfig(slack=SlackConfig(webhook_url_env="AWU_TEST_HOOK")))
+    channels, errors = channels_from_config(cfg)
+    assert ("slack" in channels) is accepted
+    assert ("slack" in errors) is not accepted
+    assert url not in " ".join(errors.values())  # the error never repeats the secret
+
+
+def test_a_channel_that_breaks_unexpectedly_is_one_result_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWU_TEST_HOOK", "https://hooks.example.invalid/x")
+
+    def broken(self: Any, alert: Any) -> None:
+        raise RuntimeError("a bug in a channel")
+
+    monkeypatch.setattr(SlackChannel, "send", broken)
+    cfg = Config(alerts=AlertsConfig(slack=SlackConfig(webhook_url_env="AWU_TEST_HOOK")))
+    assert send_test(cfg) == {"slack": "slack failed unexpectedly (RuntimeError)"}

@@ -321,3 +321,15 @@ def test_datetime_literal() -> None:
     assert datetime_literal(moment) == "2026-10-05T13:04:05Z"
     assert datetime_literal(moment, round_up=True) == "2026-10-05T13:04:06Z"
     assert datetime_literal(moment.replace(microsecond=0), round_up=True) == "2026-10-05T13:04:05Z"
+
+
+def test_a_ca_bundle_that_holds_no_certificate_is_one_setup_error(tmp_path: Path) -> None:
+    from connector.auth import http_client
+    from connector.config import SalesforceConfig
+    from connector.errors import SetupError
+
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("this is not a certificate\n")
+    with pytest.raises(SetupError, match=r"ca_bundle .*ca\.pem holds no PEM certificate"):
+        http_client(SalesforceConfig(ca_bundle=not_pem))
+    assert SetupError.exit_code == 2

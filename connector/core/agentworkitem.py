@@ -213,7 +213,9 @@ class AgentWorkItemSync:
             ):
                 row[logical] = check_datetime(rec.get(api), api, required=False)
         except BadValue as bad:
-            return _bad_record(rec, bad, self.fields.get(bad.field, bad.field))
+            return _bad_record(
+                rec, bad, self.fields.get(bad.field, bad.field), self.fields["started_at"]
+            )
         return row  # type: ignore[return-value]  # keys are AWI_FIELD_DEFAULTS' + two
 
 
@@ -236,14 +238,16 @@ _CHECKS: dict[str, Callable[[Any, str, int], Any]] = {
 }
 
 
-def _bad_record(rec: dict[str, Any], bad: BadValue, api_field: str) -> BadRecord:
+def _bad_record(
+    rec: dict[str, Any], bad: BadValue, api_field: str, start_field: str
+) -> BadRecord:
     raw_id = rec.get("Id")
     try:
         record_id = check_id(raw_id, "Id", required=True)
     except BadValue:
         record_id = None
     at = None
-    for name in ("StartTime__c", "CreatedDate", "SystemModstamp"):
+    for name in (start_field, "CreatedDate", "SystemModstamp"):
         try:
             at = check_datetime(rec.get(name), name, required=False)
         except BadValue:
