@@ -23,6 +23,7 @@ from audit.config import Config, PricingConfig
 from audit.engine.analysis import agent_group
 from audit.engine.awu import credits_for, usd_for
 from audit.engine.budget import period_bounds, period_of
+from audit.engine.findings import WASTE_KINDS
 from audit.engine.model import Action
 from audit.engine.rules import Finding
 from audit.errors import ConfigError, StoreError
@@ -33,7 +34,6 @@ from audit.store.report_queries import EXPORT_TABLES
 
 __all__ = ["FOCUS_COLUMNS", "export", "focus_rows"]
 
-_WASTE_KINDS = ("CEILING_BREACH", "RETRY", "RETRY_LOOP", "REDUNDANT_RETRIEVAL")
 
 #: FOCUS column → its type (Decimal, DateTime, String, JSON), in output order
 FOCUS_COLUMNS: dict[str, str] = {
@@ -106,7 +106,7 @@ def _aggregate(
         if first is None:
             continue
         usage[first].findings += 1
-        if f.kind in _WASTE_KINDS:
+        if f.kind in WASTE_KINDS:
             usage[first].wasted_awu += f.wasted_awu
             usage[first].wasted_usd += f.wasted_usd
     return usage

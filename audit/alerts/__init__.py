@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from audit.alerts.channels import Channel, channels_from_config, send_test
 from audit.alerts.email import EmailChannel, email_message
-from audit.alerts.outbox import alert_exists, already_sent_thresholds, deliver_pending, enqueue
+from audit.alerts.outbox import already_sent_thresholds, deliver_pending, enqueue
 from audit.alerts.slack import SlackChannel, slack_payload
 from audit.engine.alerts import (
     ALERT_KINDS,
@@ -34,7 +34,6 @@ __all__ = [
     "enqueue",
     "deliver_pending",
     "already_sent_thresholds",
-    "alert_exists",
     "channels_from_config",
     "send_test",
     "digest_alert",

@@ -17,11 +17,7 @@ from audit.engine.model import json_number
 from audit.errors import DeliveryError
 from audit.store import Store
 
-__all__ = ["alert_exists", "already_sent_thresholds", "deliver_pending", "enqueue"]
-
-
-def alert_exists(store: Store, alert_id: str) -> bool:
-    return store.alert_exists(alert_id)
+__all__ = ["already_sent_thresholds", "deliver_pending", "enqueue"]
 
 
 def already_sent_thresholds(store: Store, period: str) -> set[float]:

@@ -17,6 +17,7 @@ from audit.engine.model import Action
 
 __all__ = [
     "KINDS",
+    "WASTE_KINDS",
     "KIND_ORDER",
     "SEVERITY",
     "AuditResult",
@@ -41,6 +42,9 @@ KINDS: tuple[str, ...] = (
     "SOURCE_GAP",
     "LONG_CONVERSATION",
 )
+
+#: the kinds whose wasted AWU was billed for nothing (the others flag risk or mismatch)
+WASTE_KINDS: tuple[str, ...] = ("CEILING_BREACH", "RETRY", "RETRY_LOOP", "REDUNDANT_RETRIEVAL")
 
 #: severity of each kind
 SEVERITY: dict[str, str] = {

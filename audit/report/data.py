@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from audit.config import Config
 from audit.engine import analysis
 from audit.engine import budget as budget_mod
-from audit.engine.findings import compute_totals, finding_totals
+from audit.engine.findings import WASTE_KINDS, compute_totals, finding_totals
 from audit.engine.model import format_iso_ms, json_number, parse_sf_datetime
 from audit.engine.pricing import LENGTH_BUCKETS, price_window
 from audit.engine.rules import Finding
@@ -33,15 +32,6 @@ from audit.store.report_queries import StoredWindow
 __all__ = ["Window", "build_report", "choose_window"]
 
 Window = tuple[datetime, datetime]
-_WASTE_KINDS = ("CEILING_BREACH", "RETRY", "RETRY_LOOP", "REDUNDANT_RETRIEVAL")
-
-
-@dataclass(frozen=True)
-class _Source:
-    """The window of a report and the run its data-quality and sync facts come from."""
-
-    window: Window
-    run: dict[str, Any] | None
 
 
 def choose_window(
@@ -107,23 +97,25 @@ def build_report(
     else:
         as_of = min(now, window[1])
     budget, progress = _budget(store, cfg, window, as_of)
-    doc: dict[str, Any] = round_to_meaning({
-        "window": _window_json(window),
-        "org_id": (run or {}).get("org_id"),
-        "is_sandbox": sandbox,
-        "run_id": (run or {}).get("id"),
-        "totals": compute_totals(
-            stored.actions, stored.costs, sandbox=sandbox, pricing=cfg.pricing
-        ),
-        "findings": finding_totals(findings),
-        "budget": budget,
-        "pricing": what_if.as_json(),
-        "data_quality": summary.get("data_quality") or {"bad_records": 0},
-        "sync": summary.get("sync"),
-        "details": _details(store, cfg, stored, findings, what_if.as_dict(), sandbox, window)
-        | {"budget_progress": progress, "vendor": summary.get("vendor")},
-        "about": _about(store, cfg, run, now),
-    })
+    doc: dict[str, Any] = round_to_meaning(
+        {
+            "window": _window_json(window),
+            "org_id": (run or {}).get("org_id"),
+            "is_sandbox": sandbox,
+            "run_id": (run or {}).get("id"),
+            "totals": compute_totals(
+                stored.actions, stored.costs, sandbox=sandbox, pricing=cfg.pricing
+            ),
+            "findings": finding_totals(findings),
+            "budget": budget,
+            "pricing": what_if.as_json(),
+            "data_quality": summary.get("data_quality") or {"bad_records": 0},
+            "sync": summary.get("sync"),
+            "details": _details(store, cfg, stored, findings, what_if.as_dict(), sandbox, window)
+            | {"budget_progress": progress, "vendor": summary.get("vendor")},
+            "about": _about(store, cfg, run, now),
+        }
+    )
     return doc
 
 
@@ -154,7 +146,8 @@ def _budget(
     sent, failed = _alert_outcomes(store.alerts_of_period(period))
     block = {
         **status.as_json(),
-        "depletion_date": fc.depletion_date.isoformat() if fc and current and fc.depletion_date
+        "depletion_date": fc.depletion_date.isoformat()
+        if fc and current and fc.depletion_date
         else None,
         "alerts_sent": sent,
         "alerts_failed": failed,
@@ -208,8 +201,8 @@ def _details(
         "reconcile_by_agent": analysis.reconcile(
             actions, costs, cfg.pricing, by="agent", sandbox=sandbox
         ),
-        "waste_by_kind_day": waste_by_kind_day(findings, _WASTE_KINDS),
-        "top_waste": top_waste(findings, _WASTE_KINDS, n=15),
+        "waste_by_kind_day": waste_by_kind_day(findings, WASTE_KINDS),
+        "top_waste": top_waste(findings, WASTE_KINDS, n=15),
         "findings_usd": _usd_by_kind(findings),
         "waste_by_agent": analysis.waste_by(findings, actions, costs, by="agent"),
         "waste_by_action": analysis.waste_by(findings, actions, costs, by="action_name")[:15],
