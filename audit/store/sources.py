@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -19,6 +20,7 @@ from connector.sink import (
     D360Session,
     D360Step,
     LogEvent,
+    LogFileRecord,
     Page,
     SyncState,
 )
@@ -60,6 +62,20 @@ _UPSERT_LOG_SQL = _upsert_sql(
 _UPSERT_D360_EVENT_SQL = _upsert_sql("d360_events", (*_D360_EVENT_COLUMNS, "run_id"))
 _UPSERT_D360_STEP_SQL = _upsert_sql("d360_steps", _D360_STEP_COLUMNS)
 _UPSERT_D360_SESSION_SQL = _upsert_sql("d360_sessions", _D360_SESSION_COLUMNS)
+
+# which REQUEST_IDs a file newer than (?, ?, ?) holds as a bad row, or as a stored row
+_ANY_BAD_ROW_SQL = (
+    "SELECT 1 FROM bad_records WHERE source = 'eventlogfile' AND record_id IS NOT NULL LIMIT 1"
+)
+_NEWER_BAD_SQL = (
+    "SELECT b.record_id FROM bad_records b JOIN elf_files f ON f.id = b.file_id "
+    "WHERE b.source = 'eventlogfile' AND b.record_id IN ({marks}) "
+    "AND (f.created_date, f.sequence, f.id) > (?, ?, ?)"
+)
+_NEWER_ROW_SQL = (
+    "SELECT request_id FROM elf_events WHERE request_id IN ({marks}) "
+    "AND (file_created_date, file_sequence, file_id) > (?, ?, ?)"
+)
 
 _D360_ROWS_SQL = """
     SELECT e.*, s.channel_type, s.voice_call_id,
@@ -119,6 +135,8 @@ class Sources(Quality):
     def commit(self, page: Page) -> None:
         """Store the page's records and (if given) its cursor in one transaction."""
         with self.transaction():
+            if page.log_file is not None and (page.log_events or page.bad_records):
+                page = self._newest_copies(page, page.log_file)
             if page.awi_records:
                 self._executemany(_UPSERT_AWI_SQL, _tuples(page.awi_records, _AWI_COLUMNS))
             if page.log_events:
@@ -143,6 +161,33 @@ class Sources(Quality):
             self._commit_quality(page)
             if page.state is not None:
                 self._write_sync_state(page.source, page.state, page.run_id)
+
+    def _newest_copies(self, page: Page, file: LogFileRecord) -> Page:
+        """The page without the rows whose REQUEST_ID a newer file already decided (SPEC
+        §3.2: the newest file's copy is the event): a good row loses to a newer bad copy,
+        a bad row to any newer copy. So files may come in any order — newest first, or an
+        older one read again later — and the store ends the same as oldest first."""
+        key = [file["created_date"], file["sequence"], file["id"]]
+        newer_bad: set[str] = set()
+        if page.log_events and self._tuples(_ANY_BAD_ROW_SQL):
+            good_ids = [e["request_id"] for e in page.log_events]
+            newer_bad = self._newer(_NEWER_BAD_SQL, good_ids, key)
+        bad_ids = [b["record_id"] for b in page.bad_records if b["record_id"]]
+        newer = self._newer(_NEWER_BAD_SQL, bad_ids, key)
+        newer |= self._newer(_NEWER_ROW_SQL, bad_ids, key)
+        if not newer_bad and not newer:
+            return page
+        return replace(
+            page,
+            log_events=[e for e in page.log_events if e["request_id"] not in newer_bad],
+            bad_records=[b for b in page.bad_records if b["record_id"] not in newer],
+        )
+
+    def _newer(self, sql: str, ids: Sequence[str], key: Sequence[Any]) -> set[str]:
+        found: set[str] = set()
+        for marks, chunk in in_lists(sorted(set(ids))):
+            found.update(r[0] for r in self._tuples(sql.format(marks=marks), [*chunk, *key]))
+        return found
 
     def awi_modstamps(self, ids: Sequence[str]) -> dict[str, str | None]:
         """SystemModstamp of each stored AgentWorkItem among `ids`."""
