@@ -32,6 +32,7 @@ SYNC_STATE_VERSION = 1
 
 _AWI_COLUMNS = tuple(AwiRecord.__annotations__)
 _LOG_COLUMNS = tuple(LogEvent.__annotations__)
+_LOG_KEYS = ("request_id", "work_item_id")
 _D360_EVENT_COLUMNS = tuple(D360Event.__annotations__)
 _D360_STEP_COLUMNS = tuple(D360Step.__annotations__)
 _D360_SESSION_COLUMNS = tuple(D360Session.__annotations__)
@@ -228,32 +229,52 @@ class Sources(Quality):
     def core_rows(
         self, window: tuple[datetime, datetime]
     ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-        """AgentWorkItem rows by id and log rows to reconcile for `window`.
+        """AgentWorkItem rows by id and log rows to reconcile for `window`, as dicts of
+        every stored column (`core_tuples` reads the same rows)."""
+        awi_cols = self._columns("awi_records")
+        log_cols = self._columns("elf_events")
+        awi, logs = self.core_tuples(window, awi_cols, log_cols)
+        return (
+            {k: dict(zip(awi_cols, r, strict=True)) for k, r in awi.items()},
+            [dict(zip(log_cols, r, strict=True)) for r in logs],
+        )
+
+    def core_tuples(
+        self,
+        window: tuple[datetime, datetime],
+        awi_columns: Sequence[str],
+        log_columns: Sequence[str],
+    ) -> tuple[dict[str, tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """AgentWorkItem rows by id and log rows to reconcile for `window`, as tuples of
+        `awi_columns` (the first is `id`) and `log_columns` (the first two are `request_id`
+        and `work_item_id`): no dict per row.
 
         Log rows may be stamped a little apart from their record: both are read with a day
         of margin, plus every record an in-window log row points at and every log row of
         those records (the engine keeps the actions in [start, end)).
         """
+        if tuple(awi_columns[:1]) != ("id",) or tuple(log_columns[:2]) != _LOG_KEYS:
+            raise StoreError("core_tuples: the key columns come first")
         start, end = window
         margin = [iso(start - timedelta(days=1)), iso(end + timedelta(days=1))]
         in_margin = "started_at >= ? AND started_at < ?"
-        log_rows = self._rows(f"SELECT * FROM elf_events WHERE {in_margin}", margin)
-        awi_rows = {
-            r["id"]: r for r in self._rows(f"SELECT * FROM awi_records WHERE {in_margin}", margin)
-        }
-        referenced = sorted(
-            {r["work_item_id"] for r in log_rows if r["work_item_id"]} - awi_rows.keys()
-        )
+        awi_sql = f"SELECT {', '.join(awi_columns)} FROM awi_records WHERE "
+        log_sql = f"SELECT {', '.join(log_columns)} FROM elf_events WHERE "
+        log_rows = self._tuples(log_sql + in_margin, margin)
+        awi_rows = {r[0]: r for r in self._tuples(awi_sql + in_margin, margin)}
+        referenced = sorted({r[1] for r in log_rows if r[1]} - awi_rows.keys())
         for marks, chunk in in_lists(referenced):
-            for r in self._rows(f"SELECT * FROM awi_records WHERE id IN ({marks})", chunk):
-                awi_rows[r["id"]] = r
-        seen = {r["request_id"] for r in log_rows}
+            awi_rows.update((r[0], r) for r in self._tuples(f"{awi_sql}id IN ({marks})", chunk))
+        seen = {r[0] for r in log_rows}
         for marks, chunk in in_lists(list(awi_rows)):
-            for r in self._rows(f"SELECT * FROM elf_events WHERE work_item_id IN ({marks})", chunk):
-                if r["request_id"] not in seen:
-                    seen.add(r["request_id"])
+            for r in self._tuples(f"{log_sql}work_item_id IN ({marks})", chunk):
+                if r[0] not in seen:
+                    seen.add(r[0])
                     log_rows.append(r)
         return awi_rows, log_rows
+
+    def _columns(self, table: str) -> list[str]:
+        return [r[1] for r in self._tuples(f"PRAGMA table_info({table})")]
 
     def d360_rows(self, window: tuple[datetime, datetime]) -> list[dict[str, Any]]:
         """Data 360 usage events with started_at in [start, end), each joined with its
