@@ -265,8 +265,17 @@ class Sources(Quality):
         referenced = sorted({r[1] for r in log_rows if r[1]} - awi_rows.keys())
         for marks, chunk in in_lists(referenced):
             awi_rows.update((r[0], r) for r in self._tuples(f"{awi_sql}id IN ({marks})", chunk))
+        # the log rows, outside the margin, of the records in it: one join on the index
+        joined = ", ".join(f"e.{c}" for c in log_columns)
+        log_rows += self._tuples(
+            f"SELECT {joined} FROM awi_records a JOIN elf_events e ON e.work_item_id = a.id "
+            "WHERE a.started_at >= ? AND a.started_at < ? "
+            "AND NOT (e.started_at >= ? AND e.started_at < ?)",
+            margin + margin,
+        )
+        # … and of the records outside it that in-margin log rows point at
         seen = {r[0] for r in log_rows}
-        for marks, chunk in in_lists(list(awi_rows)):
+        for marks, chunk in in_lists(referenced):
             for r in self._tuples(f"{log_sql}work_item_id IN ({marks})", chunk):
                 if r[0] not in seen:
                     seen.add(r[0])
