@@ -13,7 +13,7 @@ from audit.config import Config
 from audit.engine.model import Action
 from audit.engine.rules import retrieval_by_name
 from audit.engine.sources import data360 as d360_engine
-from audit.engine.sources.core import reconcile
+from audit.engine.sources.core import AWI_FIELDS, ELF_FIELDS, reconcile_tuples
 from audit.engine.window import EXAMPLES, SourceQuality, WindowAudit, audit_window
 from audit.store import Store
 from connector.client import SalesforceClient
@@ -50,8 +50,8 @@ class CoreFamily:
         self.kinds = set(cfg.source.kinds)
 
     def audit(self, store: Store, window: Window, *, sandbox: bool) -> WindowAudit:
-        awi_rows, elf_rows = store.core_rows(window)
-        actions = reconcile(
+        awi_rows, elf_rows = store.core_tuples(window, AWI_FIELDS, ELF_FIELDS)
+        actions = reconcile_tuples(
             awi_rows.values(),
             elf_rows,
             window=window,

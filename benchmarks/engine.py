@@ -14,7 +14,7 @@ import time
 from datetime import datetime
 
 from audit.config import load_config
-from audit.engine.sources.core import reconcile
+from audit.engine.sources.core import AWI_FIELDS, ELF_FIELDS, reconcile_tuples
 from audit.engine.window import audit_window
 from audit.store import Store
 
@@ -32,9 +32,9 @@ def main() -> None:
         t = now
 
     with Store.open(cfg.store.path) as store:
-        awi_rows, elf_rows = store.core_rows(window)
+        awi_rows, elf_rows = store.core_tuples(window, AWI_FIELDS, ELF_FIELDS)
         lap("read")
-        actions = reconcile(awi_rows.values(), elf_rows, window=window)
+        actions = reconcile_tuples(awi_rows.values(), elf_rows, window=window)
         del awi_rows, elf_rows
         lap("reconcile")
         audit = audit_window(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -19,6 +20,7 @@ from connector.sink import (
     D360Session,
     D360Step,
     LogEvent,
+    LogFileRecord,
     Page,
     SyncState,
 )
@@ -30,6 +32,7 @@ SYNC_STATE_VERSION = 1
 
 _AWI_COLUMNS = tuple(AwiRecord.__annotations__)
 _LOG_COLUMNS = tuple(LogEvent.__annotations__)
+_LOG_KEYS = ("request_id", "work_item_id")
 _D360_EVENT_COLUMNS = tuple(D360Event.__annotations__)
 _D360_STEP_COLUMNS = tuple(D360Step.__annotations__)
 _D360_SESSION_COLUMNS = tuple(D360Session.__annotations__)
@@ -60,6 +63,20 @@ _UPSERT_LOG_SQL = _upsert_sql(
 _UPSERT_D360_EVENT_SQL = _upsert_sql("d360_events", (*_D360_EVENT_COLUMNS, "run_id"))
 _UPSERT_D360_STEP_SQL = _upsert_sql("d360_steps", _D360_STEP_COLUMNS)
 _UPSERT_D360_SESSION_SQL = _upsert_sql("d360_sessions", _D360_SESSION_COLUMNS)
+
+# which REQUEST_IDs a file newer than (?, ?, ?) holds as a bad row, or as a stored row
+_ANY_BAD_ROW_SQL = (
+    "SELECT 1 FROM bad_records WHERE source = 'eventlogfile' AND record_id IS NOT NULL LIMIT 1"
+)
+_NEWER_BAD_SQL = (
+    "SELECT b.record_id FROM bad_records b JOIN elf_files f ON f.id = b.file_id "
+    "WHERE b.source = 'eventlogfile' AND b.record_id IN ({marks}) "
+    "AND (f.created_date, f.sequence, f.id) > (?, ?, ?)"
+)
+_NEWER_ROW_SQL = (
+    "SELECT request_id FROM elf_events WHERE request_id IN ({marks}) "
+    "AND (file_created_date, file_sequence, file_id) > (?, ?, ?)"
+)
 
 _D360_ROWS_SQL = """
     SELECT e.*, s.channel_type, s.voice_call_id,
@@ -119,6 +136,8 @@ class Sources(Quality):
     def commit(self, page: Page) -> None:
         """Store the page's records and (if given) its cursor in one transaction."""
         with self.transaction():
+            if page.log_file is not None and (page.log_events or page.bad_records):
+                page = self._newest_copies(page, page.log_file)
             if page.awi_records:
                 self._executemany(_UPSERT_AWI_SQL, _tuples(page.awi_records, _AWI_COLUMNS))
             if page.log_events:
@@ -143,6 +162,33 @@ class Sources(Quality):
             self._commit_quality(page)
             if page.state is not None:
                 self._write_sync_state(page.source, page.state, page.run_id)
+
+    def _newest_copies(self, page: Page, file: LogFileRecord) -> Page:
+        """The page without the rows whose REQUEST_ID a newer file already decided (SPEC
+        §3.2: the newest file's copy is the event): a good row loses to a newer bad copy,
+        a bad row to any newer copy. So files may come in any order — newest first, or an
+        older one read again later — and the store ends the same as oldest first."""
+        key = [file["created_date"], file["sequence"], file["id"]]
+        newer_bad: set[str] = set()
+        if page.log_events and self._tuples(_ANY_BAD_ROW_SQL):
+            good_ids = [e["request_id"] for e in page.log_events]
+            newer_bad = self._newer(_NEWER_BAD_SQL, good_ids, key)
+        bad_ids = [b["record_id"] for b in page.bad_records if b["record_id"]]
+        newer = self._newer(_NEWER_BAD_SQL, bad_ids, key)
+        newer |= self._newer(_NEWER_ROW_SQL, bad_ids, key)
+        if not newer_bad and not newer:
+            return page
+        return replace(
+            page,
+            log_events=[e for e in page.log_events if e["request_id"] not in newer_bad],
+            bad_records=[b for b in page.bad_records if b["record_id"] not in newer],
+        )
+
+    def _newer(self, sql: str, ids: Sequence[str], key: Sequence[Any]) -> set[str]:
+        found: set[str] = set()
+        for marks, chunk in in_lists(sorted(set(ids))):
+            found.update(r[0] for r in self._tuples(sql.format(marks=marks), [*chunk, *key]))
+        return found
 
     def awi_modstamps(self, ids: Sequence[str]) -> dict[str, str | None]:
         """SystemModstamp of each stored AgentWorkItem among `ids`."""
@@ -183,32 +229,61 @@ class Sources(Quality):
     def core_rows(
         self, window: tuple[datetime, datetime]
     ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-        """AgentWorkItem rows by id and log rows to reconcile for `window`.
+        """AgentWorkItem rows by id and log rows to reconcile for `window`, as dicts of
+        every stored column (`core_tuples` reads the same rows)."""
+        awi_cols = self._columns("awi_records")
+        log_cols = self._columns("elf_events")
+        awi, logs = self.core_tuples(window, awi_cols, log_cols)
+        return (
+            {k: dict(zip(awi_cols, r, strict=True)) for k, r in awi.items()},
+            [dict(zip(log_cols, r, strict=True)) for r in logs],
+        )
+
+    def core_tuples(
+        self,
+        window: tuple[datetime, datetime],
+        awi_columns: Sequence[str],
+        log_columns: Sequence[str],
+    ) -> tuple[dict[str, tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """AgentWorkItem rows by id and log rows to reconcile for `window`, as tuples of
+        `awi_columns` (the first is `id`) and `log_columns` (the first two are `request_id`
+        and `work_item_id`): no dict per row.
 
         Log rows may be stamped a little apart from their record: both are read with a day
         of margin, plus every record an in-window log row points at and every log row of
         those records (the engine keeps the actions in [start, end)).
         """
+        if tuple(awi_columns[:1]) != ("id",) or tuple(log_columns[:2]) != _LOG_KEYS:
+            raise StoreError("core_tuples: the key columns come first")
         start, end = window
         margin = [iso(start - timedelta(days=1)), iso(end + timedelta(days=1))]
         in_margin = "started_at >= ? AND started_at < ?"
-        log_rows = self._rows(f"SELECT * FROM elf_events WHERE {in_margin}", margin)
-        awi_rows = {
-            r["id"]: r for r in self._rows(f"SELECT * FROM awi_records WHERE {in_margin}", margin)
-        }
-        referenced = sorted(
-            {r["work_item_id"] for r in log_rows if r["work_item_id"]} - awi_rows.keys()
-        )
+        awi_sql = f"SELECT {', '.join(awi_columns)} FROM awi_records WHERE "
+        log_sql = f"SELECT {', '.join(log_columns)} FROM elf_events WHERE "
+        log_rows = self._tuples(log_sql + in_margin, margin)
+        awi_rows = {r[0]: r for r in self._tuples(awi_sql + in_margin, margin)}
+        referenced = sorted({r[1] for r in log_rows if r[1]} - awi_rows.keys())
         for marks, chunk in in_lists(referenced):
-            for r in self._rows(f"SELECT * FROM awi_records WHERE id IN ({marks})", chunk):
-                awi_rows[r["id"]] = r
-        seen = {r["request_id"] for r in log_rows}
-        for marks, chunk in in_lists(list(awi_rows)):
-            for r in self._rows(f"SELECT * FROM elf_events WHERE work_item_id IN ({marks})", chunk):
-                if r["request_id"] not in seen:
-                    seen.add(r["request_id"])
+            awi_rows.update((r[0], r) for r in self._tuples(f"{awi_sql}id IN ({marks})", chunk))
+        # the log rows, outside the margin, of the records in it: one join on the index
+        joined = ", ".join(f"e.{c}" for c in log_columns)
+        log_rows += self._tuples(
+            f"SELECT {joined} FROM awi_records a JOIN elf_events e ON e.work_item_id = a.id "
+            "WHERE a.started_at >= ? AND a.started_at < ? "
+            "AND NOT (e.started_at >= ? AND e.started_at < ?)",
+            margin + margin,
+        )
+        # … and of the records outside it that in-margin log rows point at
+        seen = {r[0] for r in log_rows}
+        for marks, chunk in in_lists(referenced):
+            for r in self._tuples(f"{log_sql}work_item_id IN ({marks})", chunk):
+                if r[0] not in seen:
+                    seen.add(r[0])
                     log_rows.append(r)
         return awi_rows, log_rows
+
+    def _columns(self, table: str) -> list[str]:
+        return [r[1] for r in self._tuples(f"PRAGMA table_info({table})")]
 
     def d360_rows(self, window: tuple[datetime, datetime]) -> list[dict[str, Any]]:
         """Data 360 usage events with started_at in [start, end), each joined with its

@@ -64,6 +64,10 @@ class EventLogFileSync:
     def __post_init__(self) -> None:
         self.notes: list[str] = []
         self._base = ""
+        #: REQUEST_ID → (CreatedDate, Sequence, Id) of the newest file of the current
+        #: LogDate day that held it, for rows read this run
+        self._seen: dict[str, tuple[str, int, str]] = {}
+        self._seen_day: str | None = None
 
     def sync(self, sink: SyncSink, window: Window | None) -> None:
         state = sink.sync_state(SOURCE) or {}
@@ -100,10 +104,17 @@ class EventLogFileSync:
         due = self._due_files(sink)
         for rec in due:
             files.setdefault(str(rec["Id"]), rec)
-        ordered = sorted(files.values(), key=_file_order)
+        # newest first, a LogDate day at a time: a row already read from a newer file of
+        # its day is not written again (half the rows: Hourly and Daily files overlap)
+        ordered = sorted(files.values(), key=_file_order, reverse=True)
+        due_ids = {str(r["Id"]) for r in due}
         for n, rec in enumerate(ordered, 1):
-            self._process_file(sink, rec, {str(r["Id"]) for r in due})
+            day = str(rec.get("LogDate") or "")[:10]
+            if day != self._seen_day:
+                self._seen_day, self._seen = day, {}
+            self._process_file(sink, rec, due_ids)
             self.progress("EventLogFiles", n, len(ordered))
+        self._seen = {}
         state = {**(sink.sync_state(SOURCE) or state), "since_bound": state["since_bound"]}
         if newest:
             state["created_cursor"] = newest
@@ -197,9 +208,8 @@ class EventLogFileSync:
         bad = [_bad_row(file_id, log_date or created, row) for row in read.bad_rows]
         if read.error:
             bad = [_bad_file(file_id, log_date or created, read.error)]
-        sink.commit(
-            Page(SOURCE, self.run_id, log_events=read.rows, log_file=record, bad_records=bad)
-        )
+        rows = self._not_superseded(read, (created, record["sequence"], file_id))
+        sink.commit(Page(SOURCE, self.run_id, log_events=rows, log_file=record, bad_records=bad))
         if read.error:
             self.bad += 1
             again = f" (read again on later runs, {MAX_FILE_ATTEMPTS} readings in all)"
@@ -213,6 +223,19 @@ class EventLogFileSync:
         self.rows += len(read.rows)
         for row in read.rows:
             self.on_changed(row["started_at"])
+
+    def _not_superseded(self, read: _FileRead, key: tuple[str, int, str]) -> list[LogEvent]:
+        """The file's good rows but those a newer file read this run already holds: the
+        store would keep the newer copy anyway (the sink's newer-file rule, which also
+        settles bad rows), so writing the older one is wasted work."""
+        seen = self._seen
+        rows = [r for r in read.rows if seen.get(r["request_id"], key) <= key]
+        ids = [r["request_id"] for r in read.rows]
+        ids += [r.request_id for r in read.bad_rows if r.request_id]
+        for request_id in ids:
+            if seen.get(request_id, key) <= key:
+                seen[request_id] = key
+        return rows
 
     def _download(
         self,
@@ -299,9 +322,10 @@ def _bad_row(file_id: str, log_date: str, row: LogRow) -> BadRecord:
     }
 
 
-def _file_order(rec: dict[str, Any]) -> tuple[str, int, str]:
-    # oldest first, so the newest copy of a REQUEST_ID is written last
+def _file_order(rec: dict[str, Any]) -> tuple[str, str, int, str]:
+    # by LogDate day, then as the sink ranks copies of a row: CreatedDate, Sequence, Id
     return (
+        str(rec.get("LogDate") or "")[:10],
         format_iso_ms(parse_sf_datetime(rec["CreatedDate"])),
         _sequence(rec),
         str(rec["Id"]),

@@ -13,7 +13,28 @@ from typing import Any
 
 from audit.engine.model import Action, parse_sf_datetime
 
-__all__ = ["reconcile", "elf_group_key"]
+__all__ = ["AWI_FIELDS", "ELF_FIELDS", "elf_group_key", "reconcile", "reconcile_tuples"]
+
+#: the stored columns reconciliation reads, in the order of the tuples `reconcile_tuples`
+#: takes: the store reads them straight into tuples, no dict per row
+AWI_FIELDS = (
+    "id", "session_id", "action_name", "action_type", "channel", "status", "tokens",
+    "prompt_tokens", "completion_tokens", "started_at", "reported_awu", "agent_id",
+    "agent_name", "error_code", "action_input", "user_id", "case_id",
+)  # fmt: skip
+ELF_FIELDS = (
+    "request_id", "work_item_id", "session_id", "action_name", "action_type", "channel",
+    "status", "tokens", "prompt_tokens", "completion_tokens", "started_at", "reported_awu",
+    "agent_id", "user_id",
+)  # fmt: skip
+(_A_ID, _A_SESSION, _A_NAME, _A_TYPE, _A_CHANNEL, _A_STATUS, _A_TOKENS, _A_PROMPT,
+ _A_COMPLETION, _A_STARTED, _A_REPORTED, _A_AGENT, _A_AGENT_NAME, _A_ERROR, _A_INPUT,
+ _A_USER, _A_CASE) = range(len(AWI_FIELDS))  # fmt: skip
+(_E_REQUEST, _E_WORK_ITEM, _E_SESSION, _E_NAME, _E_TYPE, _E_CHANNEL, _E_STATUS, _E_TOKENS,
+ _E_PROMPT, _E_COMPLETION, _E_STARTED, _E_REPORTED, _E_AGENT,
+ _E_USER) = range(len(ELF_FIELDS))  # fmt: skip
+
+Row = tuple[Any, ...]
 
 
 def elf_group_key(row: Mapping[str, Any]) -> str:
@@ -28,34 +49,52 @@ def reconcile(
     use_awi: bool = True,
     use_elf: bool = True,
 ) -> list[Action]:
+    """`reconcile_tuples` over rows as mappings of logical names (absent names: None)."""
+    return reconcile_tuples(
+        [tuple(r.get(c) for c in AWI_FIELDS) for r in awi_rows],
+        [tuple(r.get(c) for c in ELF_FIELDS) for r in elf_rows],
+        window=window,
+        use_awi=use_awi,
+        use_elf=use_elf,
+    )
+
+
+def reconcile_tuples(
+    awi_rows: Iterable[Row],
+    elf_rows: Iterable[Row],
+    *,
+    window: tuple[datetime, datetime],
+    use_awi: bool = True,
+    use_elf: bool = True,
+) -> list[Action]:
     """Merge both sources and keep the actions whose started_at lies in [start, end).
 
-    Where both sources hold an action the AgentWorkItem values win and the log files'
-    TOTAL_TOKENS is kept as `elf_tokens` (a difference is a SOURCE_GAP). Several
-    REQUEST_IDs under one WORK_ITEM_ID are one action: tokens and AWU_COUNT are summed,
-    started_at is the earliest row's. An ELF-only action takes its fields from the CSV.
+    Rows are tuples of AWI_FIELDS and ELF_FIELDS. Where both sources hold an action the
+    AgentWorkItem values win and the log files' TOTAL_TOKENS is kept as `elf_tokens` (a
+    difference is a SOURCE_GAP). Several REQUEST_IDs under one WORK_ITEM_ID are one action:
+    tokens and AWU_COUNT are summed, started_at is the earliest row's. An ELF-only action
+    takes its fields from the CSV.
     """
     start, end = window
-    awi = {str(r["id"]): r for r in awi_rows} if use_awi else {}
-    groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    awi = {str(r[_A_ID]): r for r in awi_rows} if use_awi else {}
+    groups: dict[str, list[Row]] = defaultdict(list)
     if use_elf:
         for row in elf_rows:
-            groups[elf_group_key(row)].append(row)
+            groups[str(row[_E_WORK_ITEM] or row[_E_REQUEST])].append(row)
 
     actions: list[Action] = []
     for key, rec in awi.items():
         group = groups.pop(key, None)
-        elf_tokens = sum(int(r.get("tokens") or 0) for r in group) if group else None
-        source = "both" if group else "awi"
-        action = _from_awi(rec, source=source, elf_tokens=elf_tokens)
+        elf_tokens = sum(int(r[_E_TOKENS] or 0) for r in group) if group else None
+        action = _from_awi(rec, source="both" if group else "awi", elf_tokens=elf_tokens)
         if start <= action.started_at < end:
             actions.append(action)
     # log rows carry only the agent's id: name ELF-only actions after their agent
     # (keyed by the id's first 15 characters: log files may carry the 15-character form)
     names = {
-        str(r["agent_id"])[:15]: r["agent_name"]
+        str(r[_A_AGENT])[:15]: r[_A_AGENT_NAME]
         for r in awi.values()
-        if r.get("agent_id") and r.get("agent_name")
+        if r[_A_AGENT] and r[_A_AGENT_NAME]
     }
     for key, group in groups.items():
         action = _from_elf(key, group, names)
@@ -65,52 +104,52 @@ def reconcile(
     return actions
 
 
-def _from_awi(rec: Mapping[str, Any], *, source: str, elf_tokens: int | None) -> Action:
-    tokens = rec.get("tokens")
+def _from_awi(rec: Row, *, source: str, elf_tokens: int | None) -> Action:
+    tokens = rec[_A_TOKENS]
     if tokens is None:
-        tokens = int(rec.get("prompt_tokens") or 0) + int(rec.get("completion_tokens") or 0)
+        tokens = int(rec[_A_PROMPT] or 0) + int(rec[_A_COMPLETION] or 0)
     return Action(
-        id=str(rec["id"]),
-        session_id=rec.get("session_id"),
-        action_name=str(rec.get("action_name") or ""),
-        action_type=rec.get("action_type"),
-        channel=_channel(rec.get("channel")),
-        status=_status(rec.get("status")),
+        id=str(rec[_A_ID]),
+        session_id=rec[_A_SESSION],
+        action_name=str(rec[_A_NAME] or ""),
+        action_type=rec[_A_TYPE],
+        channel=_channel(rec[_A_CHANNEL]),
+        status=_status(rec[_A_STATUS]),
         tokens=int(tokens),
-        started_at=_started_at(rec["started_at"]),
-        reported_awu=_float_or_none(rec.get("reported_awu")),
-        prompt_tokens=_int_or_none(rec.get("prompt_tokens")),
-        completion_tokens=_int_or_none(rec.get("completion_tokens")),
-        agent_id=rec.get("agent_id"),
-        agent_name=rec.get("agent_name"),
-        error_code=rec.get("error_code"),
-        action_input=rec.get("action_input"),
-        user_id=rec.get("user_id"),
-        case_id=rec.get("case_id"),
+        started_at=_started_at(rec[_A_STARTED]),
+        reported_awu=_float_or_none(rec[_A_REPORTED]),
+        prompt_tokens=_int_or_none(rec[_A_PROMPT]),
+        completion_tokens=_int_or_none(rec[_A_COMPLETION]),
+        agent_id=rec[_A_AGENT],
+        agent_name=rec[_A_AGENT_NAME],
+        error_code=rec[_A_ERROR],
+        action_input=rec[_A_INPUT],
+        user_id=rec[_A_USER],
+        case_id=rec[_A_CASE],
         source=source,
         elf_tokens=elf_tokens,
     )
 
 
-def _from_elf(key: str, group: list[Mapping[str, Any]], names: Mapping[str, str]) -> Action:
-    rows = sorted(group, key=lambda r: (str(r["started_at"]), str(r["request_id"])))
+def _from_elf(key: str, group: list[Row], names: Mapping[str, str]) -> Action:
+    rows = sorted(group, key=lambda r: (str(r[_E_STARTED]), str(r[_E_REQUEST])))
     first = rows[0]
-    reported = [_float_or_none(r.get("reported_awu")) for r in rows]
+    reported = [_float_or_none(r[_E_REPORTED]) for r in rows]
     return Action(
         id=key,
-        session_id=first.get("session_id"),
-        action_name=str(first.get("action_name") or ""),
-        action_type=first.get("action_type"),
-        channel=_channel(first.get("channel")),
-        status=_status(first.get("status")),
-        tokens=sum(int(r.get("tokens") or 0) for r in rows),
-        started_at=_started_at(first["started_at"]),
+        session_id=first[_E_SESSION],
+        action_name=str(first[_E_NAME] or ""),
+        action_type=first[_E_TYPE],
+        channel=_channel(first[_E_CHANNEL]),
+        status=_status(first[_E_STATUS]),
+        tokens=sum(int(r[_E_TOKENS] or 0) for r in rows),
+        started_at=_started_at(first[_E_STARTED]),
         reported_awu=None if all(v is None for v in reported) else sum(v or 0.0 for v in reported),
-        prompt_tokens=sum(int(r.get("prompt_tokens") or 0) for r in rows),
-        completion_tokens=sum(int(r.get("completion_tokens") or 0) for r in rows),
-        agent_id=first.get("agent_id"),
-        agent_name=names.get(str(first.get("agent_id"))[:15]),
-        user_id=first.get("user_id"),
+        prompt_tokens=sum(int(r[_E_PROMPT] or 0) for r in rows),
+        completion_tokens=sum(int(r[_E_COMPLETION] or 0) for r in rows),
+        agent_id=first[_E_AGENT],
+        agent_name=names.get(str(first[_E_AGENT])[:15]),
+        user_id=first[_E_USER],
         source="elf",
     )
 
