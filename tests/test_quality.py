@@ -675,6 +675,26 @@ def test_e2e_torn_file_repaired_on_a_later_run_is_read_whole(
     assert_matches_labels(_run(config, labels), labels)
 
 
+def test_e2e_a_log_file_whose_own_record_is_unreadable_is_a_bad_file_not_a_crash(
+    small: Path, served: tuple[MockOrg, RunningMockOrg], tmp_path: Path
+) -> None:
+    """A listed EventLogFile with a negative LogFileLength: the run goes on (exit 0), the
+    file is a bad record naming the field, and it is never downloaded."""
+    org, server = served
+    labels = labels_of(small)
+    rec = _daily_file(org, labels)
+    body = (small / "logfiles" / f"{rec['Id']}.csv").read_bytes()
+    org.add_logfile({**rec, "LogFileLength": -1.0}, body)
+    db = tmp_path / "store.db"
+    out = _run(make_config(tmp_path, small, server), labels)
+    assert out["data_quality"]["bad_records"] >= labels["data_quality"]["bad_records"] + 1
+    ((reason, detail),) = _sql(db, "SELECT reason, detail FROM bad_records WHERE key = ?",
+                                (rec["Id"],))
+    assert reason == "bad_file" and "LogFileLength" in detail
+    assert not org.request_log.matching(f"{rec['Id']}/LogFile")
+    assert _sql(db, "SELECT count(*) FROM elf_files WHERE id = ?", (rec["Id"],)) == [(0,)]
+
+
 def test_e2e_log_file_republished_under_its_own_id_is_relisted(
     small: Path, tmp_path: Path
 ) -> None:

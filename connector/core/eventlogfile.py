@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from connector.checks import shown
+from connector.checks import BadValue, check_count, check_datetime, shown
 from connector.client import SalesforceClient
 from connector.config import ConnectorConfig
 from connector.errors import SalesforceError
@@ -98,12 +98,16 @@ class EventLogFileSync:
         soql = self._incremental_query(base, order, newest, since_bound)
         for rec in self.client.query_all(soql):
             files[str(rec["Id"])] = rec
-            created = format_iso_ms(parse_sf_datetime(rec["CreatedDate"]))
-            if newest is None or created > newest:
+            try:
+                created = check_datetime(rec.get("CreatedDate"), "CreatedDate", required=True)
+            except BadValue:
+                continue  # reported as a bad file by _well_listed
+            if created is not None and (newest is None or created > newest):
                 newest = created
         due = self._due_files(sink)
         for rec in due:
             files.setdefault(str(rec["Id"]), rec)
+        files = self._well_listed(sink, files)
         # newest first, a LogDate day at a time: a row already read from a newer file of
         # its day is not written again (half the rows: Hourly and Daily files overlap)
         ordered = sorted(files.values(), key=_file_order, reverse=True)
@@ -157,6 +161,29 @@ class EventLogFileSync:
             found.extend(self.client.query_all(soql))
         return found
 
+    def _well_listed(
+        self, sink: SyncSink, files: dict[str, dict[str, Any]]
+    ) -> dict[str, dict[str, Any]]:
+        """The listed files whose own record can be read (a CreatedDate, and a whole
+        LogFileLength and Sequence); any other is a bad file, noted, never a crash."""
+        good: dict[str, dict[str, Any]] = {}
+        bad: list[BadRecord] = []
+        for file_id, rec in files.items():
+            try:
+                check_datetime(rec.get("CreatedDate"), "CreatedDate", required=True)
+                for name in ("LogFileLength", "Sequence"):
+                    check_count(rec.get(name), name, required=False, bound=2**62)
+            except BadValue as exc:
+                at = iso_or_none(rec.get("LogDate")) or format_iso_ms(self.sync_start)
+                detail = f"its EventLogFile record has {exc.field} = {shown(exc.value)}"
+                bad.append(_bad_file(file_id, at, detail))
+                self.notes.append(f"EventLogFile {file_id}: {detail} (skipped as BAD_RECORD)")
+                continue
+            good[file_id] = rec
+        if bad:
+            sink.commit(Page(SOURCE, self.run_id, bad_records=bad))
+        return good
+
     def _relist(self, file_id: str) -> dict[str, Any] | None:
         """The file's record as the org holds it now (None when it is gone)."""
         found = self.client.query_all(f"{self._base} AND Id = {string_literal(file_id)}")
@@ -171,6 +198,9 @@ class EventLogFileSync:
         try:
             read = self._download(file_id, rec, created, _length(rec))
         except SalesforceError as exc:
+            if exc.status == 404:  # deleted between the listing and the download
+                self.notes.append(f"EventLogFile {file_id}: deleted before it was read")
+                return
             # the body's size disagrees with LogFileLength even after retries: re-published
             # under its own Id while we read it (read the new record), or torn for good
             if exc.status is not None or _length(rec) is None:
