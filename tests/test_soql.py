@@ -275,7 +275,7 @@ def test_type_inference(values: list[Any], expected: str) -> None:
 
 
 def test_200k_rows_filter_and_sort() -> None:
-    """How fast this is: benchmarks/limits.py (by hand, not CI)."""
+    """How fast this is: benchmarks/soql.py (by hand, not CI)."""
     stamps = [f"2026-10-01T{h:02d}:{m:02d}:{s:02d}.000+0000"
               for h in range(24) for m in range(60) for s in range(60)]
     records = [{
