@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -59,7 +59,8 @@ class BadLogFile(Exception):
 @dataclass(frozen=True)
 class LogRow:
     """One AgentAction row: `event` in logical names, or `bad` (why it cannot be data) with
-    whatever of the row could still locate it."""
+    whatever of the row could still locate it — or neither: a row whose REQUEST_ID the
+    caller said is settled, read no further than that (see parse_logfile)."""
 
     line: int
     event: dict[str, Any] | None
@@ -77,12 +78,20 @@ def field_names_agree(header: list[str], log_file_field_names: str | None) -> bo
 
 
 def parse_logfile(
-    stream: IO[bytes], log_file_field_names: str | None, *, max_tokens: int = DEFAULT_MAX_TOKENS
+    stream: IO[bytes],
+    log_file_field_names: str | None,
+    *,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    settled: Callable[[str], bool] | None = None,
 ) -> Iterator[LogRow]:
     """Yield one LogRow per AgentAction CSV row, every value checked (SPEC §3.5). Raises
     BadLogFile when the file does not parse whole: no header (an empty body), a header that
     is unusable or disagrees with LogFileFieldNames (before yielding anything), or broken
-    quoting anywhere (the caller drops what it was handed)."""
+    quoting anywhere (the caller drops what it was handed).
+
+    A row whose (ASCII) REQUEST_ID `settled` accepts — a newer copy already decided it —
+    is yielded with neither event nor bad and its other values unchecked; the CSV is still
+    parsed whole, so a torn file is still found."""
     # undecodable bytes become lone surrogates: that row is bad, the file is not
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
     try:
@@ -99,7 +108,7 @@ def parse_logfile(
                 raise BadLogFile(f"CSV header lacks {', '.join(missing)}")
             index = {name: i for i, name in enumerate(header)}
             for row in reader:
-                parsed = _row(row, index, len(header), reader.line_num, max_tokens)
+                parsed = _row(row, index, len(header), reader.line_num, max_tokens, settled)
                 if parsed is not None:
                     yield parsed
         except csv.Error as exc:
@@ -110,7 +119,14 @@ def parse_logfile(
         text.detach()  # the caller owns (and closes) the underlying file
 
 
-def _row(row: list[str], index: dict[str, int], width: int, line: int, bound: int) -> LogRow | None:
+def _row(
+    row: list[str],
+    index: dict[str, int],
+    width: int,
+    line: int,
+    bound: int,
+    settled: Callable[[str], bool] | None = None,
+) -> LogRow | None:
     if not row or (len(row) == 1 and not row[0].strip()):
         return None
     event_type = _get(row, index, "EVENT_TYPE")
@@ -118,6 +134,9 @@ def _row(row: list[str], index: dict[str, int], width: int, line: int, bound: in
         return None
     request_id = _get(row, index, "REQUEST_ID")
     rid = request_id if request_id and request_id.isascii() else None
+    # only an ASCII id: a bad row with any other id is kept by file and line, never settled
+    if rid is not None and settled is not None and settled(rid):
+        return LogRow(line, None, None, rid)
     started_at: str | None = None
     try:
         # undecodable bytes first: whatever column they sit in, that is what is wrong

@@ -226,7 +226,8 @@ class EventLogFileSync:
             "interval": rec.get("Interval"),  # None below API 37.0: unknown
             "sequence": _sequence(rec),
             "created_date": created,
-            "rows": len(read.rows),
+            # rows read as data: good ones and those a newer file already settled
+            "rows": len(read.rows) + read.settled,
             "sha256": read.sha,
             "bytes": read.size,
             "bad": 1 if read.error else 0,
@@ -250,7 +251,7 @@ class EventLogFileSync:
                 f"EventLogFile {file_id}: {len(bad)} bad row(s), first at line "
                 f"{bad[0]['line']}: {bad[0]['detail']} ({bad[0]['reason']})"
             )
-        self.rows += len(read.rows)
+        self.rows += len(read.rows) + read.settled
         for row in read.rows:
             self.on_changed(row["started_at"])
 
@@ -277,8 +278,11 @@ class EventLogFileSync:
         declared: int | None = None,
     ) -> _FileRead:
         """The file streamed to a temporary file, then parsed whole: its good rows and bad
-        rows, or why the file as a whole is bad (then no rows)."""
+        rows, or why the file as a whole is bad (then no rows). A row whose REQUEST_ID a
+        newer file of its day already gave is only counted: the store would keep the newer
+        copy whatever this one holds (good, or bad), so its values are not checked."""
         sequence = _sequence(rec)
+        seen, key = self._seen, (created, sequence, file_id)
         with tempfile.TemporaryFile() as tmp:
             size, sha = self.client.download_logfile(file_id, tmp, expected_size=expected)
             self.downloaded += 1
@@ -289,10 +293,19 @@ class EventLogFileSync:
             rows: list[LogEvent] = []
             bad_rows: list[LogRow] = []
             bound = self.cfg.sync.max_tokens_per_action
+            settled = 0
             try:
-                for row in parse_logfile(tmp, rec.get("LogFileFieldNames"), max_tokens=bound):
+                for row in parse_logfile(
+                    tmp,
+                    rec.get("LogFileFieldNames"),
+                    max_tokens=bound,
+                    settled=lambda rid: seen.get(rid, key) > key,
+                ):
                     if row.event is None:
-                        bad_rows.append(row)
+                        if row.bad is None:
+                            settled += 1
+                        else:
+                            bad_rows.append(row)
                         continue
                     row.event.update(
                         file_id=file_id, file_created_date=created, file_sequence=sequence
@@ -300,7 +313,7 @@ class EventLogFileSync:
                     rows.append(row.event)  # type: ignore[arg-type]  # parse_logfile's names
             except BadLogFile as exc:
                 return _FileRead([], [], size, sha, str(exc), retryable=exc.retryable)
-        return _FileRead(rows, bad_rows, size, sha, None)
+        return _FileRead(rows, bad_rows, size, sha, None, settled=settled)
 
 
 @dataclass(frozen=True)
@@ -311,6 +324,8 @@ class _FileRead:
     sha: str
     error: str | None
     retryable: bool = False
+    #: rows read no further than REQUEST_ID: a newer file of their day already gave it
+    settled: int = 0
 
 
 def _length(rec: dict[str, Any]) -> int | None:
