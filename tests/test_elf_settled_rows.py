@@ -52,9 +52,11 @@ BODIES = {
     # the older (Hourly) file: r1 bad (a newer good copy), r2 good (a newer bad copy),
     # r3 good (a newer good copy), r4 bad and r5 good (no newer copy)
     HOURLY: _csv(
-        [_row("r1", "lots"), _row("r2", "200"), _row("r3", "999"), _row("r4", "-7"),
-         _row("r5", "500")]
-    ),  # fmt: skip
+        [
+            _row(r, t)
+            for r, t in (("r1", "lots"), ("r2", "200"), ("r3", "999"), ("r4", "-7"), ("r5", "500"))
+        ]
+    ),
     # an older file torn after a row the newer file settled: an unterminated quote
     TORN: _csv([_row("r1", "100")], tail='EventLogFile,"torn\n'),
 }
