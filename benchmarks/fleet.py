@@ -34,8 +34,9 @@ from typing import Any
 
 from audit.config import load_config
 from audit.demo import write_mock_config
+from audit.engine.model import days_of
 from audit.fleet.config import FleetConfig, FleetOrg
-from audit.fleet.lake import Lake, OrgMeta, days_of, write_org_window
+from audit.fleet.lake import Lake, OrgMeta, write_org_window
 from audit.fleet.run import run_fleet
 from audit.pipeline import run_audit
 from audit.store import Store
@@ -169,7 +170,7 @@ def main() -> None:
             cfg = load_config(path)
             with Store.open(cfg.store.path) as store:
                 write_org_window(
-                    lake, name, days_of(since, until), store, OrgMeta("00D", False, "month", 1.0)
+                    lake, name, days_of((since, until)), store, OrgMeta("00D", False, "month", 1.0)
                 )
         lake_each = (time.perf_counter() - t0) / args.orgs
         print(

@@ -8,9 +8,10 @@ over these records; it never sees API field names, HTTP or SQLite.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 __all__ = [
+    "days_of",
     "json_number",
     "Action",
     "Case",
@@ -71,6 +72,17 @@ class Case:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def days_of(window: tuple[datetime, datetime]) -> list[str]:
+    """Every day (YYYY-MM-DD, UTC) the window [start, end) touches."""
+    start, end = (dt.astimezone(timezone.utc) for dt in window)
+    day, last = start.date(), (end - timedelta(microseconds=1)).date()
+    days = []
+    while day <= last:
+        days.append(day.isoformat())
+        day += timedelta(days=1)
+    return days
 
 
 def json_number(value: float) -> float | int:

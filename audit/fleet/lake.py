@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from audit.errors import AuditError
 from audit.fleet.config import is_remote_lake
 from audit.store import Store
 
-__all__ = ["Lake", "LakeError", "OrgMeta", "TABLES", "days_of", "write_org_window"]
+__all__ = ["Lake", "LakeError", "OrgMeta", "TABLES", "write_org_window"]
 
 _S, _I, _F = pa.string(), pa.int64(), pa.float64()
 
@@ -112,16 +111,6 @@ class OrgMeta:
     is_sandbox: bool
     budget_period: str
     budget_credits: float
-
-
-def days_of(start: datetime, end: datetime) -> list[str]:
-    """Every day (YYYY-MM-DD) the window [start, end) touches."""
-    day, last = start.date(), (end - timedelta(microseconds=1)).date()
-    days = []
-    while day <= last:
-        days.append(day.isoformat())
-        day += timedelta(days=1)
-    return days
 
 
 def _parquet(rows: Sequence[dict[str, Any]], schema: pa.Schema) -> bytes:

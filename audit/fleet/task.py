@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from audit.config import load_config
-from audit.engine.model import parse_sf_datetime
+from audit.engine.alerts import one_line
+from audit.engine.model import days_of, parse_sf_datetime
 from audit.errors import AuditError
-from audit.fleet.lake import Lake, OrgMeta, days_of, write_org_window
+from audit.fleet.lake import Lake, OrgMeta, write_org_window
 from audit.pipeline import run_audit
 from audit.store import Store
 from connector.errors import ConnectorError
@@ -60,7 +61,7 @@ def _audit_and_write(job: OrgJob) -> dict[str, Any]:
         budget_period=cfg.budget.period,
         budget_credits=float(cfg.budget.credits),
     )
-    days = days_of(parse_sf_datetime(window["start"]), parse_sf_datetime(window["end"]))
+    days = days_of((parse_sf_datetime(window["start"]), parse_sf_datetime(window["end"])))
     with Store.open(cfg.store.path) as store:
         changed = write_org_window(Lake(job.lake), job.name, days, store, meta)
     return {
@@ -72,7 +73,7 @@ def _audit_and_write(job: OrgJob) -> dict[str, Any]:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    return one_line(str(exc)) or type(exc).__name__
 
 
 def _announce(name: str) -> None:

@@ -4,9 +4,10 @@ daily usage, credits of a period, per-day credits, the rows spike detection read
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
+from audit.engine.model import days_of
 from audit.engine.window import WindowAudit
 from audit.store.db import StoreBase, in_lists
 from audit.store.values import PLAIN, bound, iso, to_db_value
@@ -61,17 +62,6 @@ def _action_tuples(audit: WindowAudit, cost_factor: float) -> Iterator[tuple[Any
             c.excess_awu, c.credits, c.cost_usd * cost_factor, fingerprints.get(a.id),
             a.started_at.date().isoformat(),
         )  # fmt: skip
-
-
-def days_of(window: tuple[datetime, datetime]) -> list[str]:
-    """Every day (YYYY-MM-DD) [start, end) touches."""
-    start, end = window
-    d, last = start.date(), (end - timedelta(microseconds=1)).date()
-    days = []
-    while d <= last:
-        days.append(d.isoformat())
-        d += timedelta(days=1)
-    return days
 
 
 class Actions(StoreBase):

@@ -9,9 +9,8 @@ from datetime import datetime
 from typing import Any
 
 from audit.engine.awu import ActionCost
-from audit.engine.model import Action, parse_sf_datetime
+from audit.engine.model import Action, days_of, parse_sf_datetime
 from audit.engine.rules import Finding
-from audit.store.actions import days_of
 from audit.store.db import StoreBase, in_lists
 from audit.store.values import bound
 
@@ -120,7 +119,7 @@ class ReportQueries(StoreBase):
         """The open findings that started in [start, end), as the engine's records."""
         rows = self._where(
             "findings",
-            "\"status\" = 'open' AND \"started_at\" >= ? AND \"started_at\" < ?",
+            '"status" = \'open\' AND "started_at" >= ? AND "started_at" < ?',
             [bound(window[0]), bound(window[1])],
             order_by='"started_at", "id"',
         )
