@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
+from audit.engine.model import days_of, parse_sf_datetime
 from audit.report.charts import Band, Chart, HMark, Series, VMark, hbar_chart, render
 from audit.report.labels import KIND_COLOURS, KIND_LABELS, PRICING_LABELS
 
@@ -12,12 +13,8 @@ __all__ = ["figures"]
 
 
 def _days(since: str, until: str) -> list[str]:
-    first = date.fromisoformat(since[:10])
-    last = date.fromisoformat(until[:10])
-    if until[10:].strip("T:0.Z") == "" and last > first:
-        last -= timedelta(days=1)  # the window's end is exclusive
-    n = (last - first).days + 1
-    return [(first + timedelta(days=i)).isoformat() for i in range(max(n, 1))]
+    """The window's days (at least its first one)."""
+    return days_of((parse_sf_datetime(since), parse_sf_datetime(until))) or [since[:10]]
 
 
 def figures(doc: dict[str, Any]) -> dict[str, str]:
