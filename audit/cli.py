@@ -73,10 +73,15 @@ def _progress(
 )
 @click.option("--quiet", "-q", is_flag=True, help="One summary line and what needs attention.")
 @click.option("--verbose", "-v", is_flag=True, help="Stage lines even on a terminal; every note.")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Recompute the window even when nothing changed since the stored results.",
+)
 @friendly_errors
 def run(
     config: str | None, since: str | None, until: str | None, as_json: bool, quiet: bool,
-    verbose: bool,
+    verbose: bool, full: bool,
 ) -> None:  # fmt: skip
     """One audit: sync, recompute, findings, budgets, alerts."""
     from audit.pipeline import parse_when, run_audit
@@ -90,7 +95,7 @@ def run(
     # --json keeps stdout for the one object and stderr for errors: stage lines only when asked
     show = verbose or not (quiet or as_json)
     with _progress(show, log=verbose, log_to_stderr=as_json) as progress:
-        result = run_audit(cfg, since=s, until=u, progress=progress)
+        result = run_audit(cfg, since=s, until=u, progress=progress, full=full)
     if as_json:
         click.echo(json.dumps(result.output, sort_keys=False))
         if not quiet:  # the JSON stays alone on stdout; what it did is logged on stderr

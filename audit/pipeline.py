@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from audit import alerts, crashpoints
+from audit import alerts, crashpoints, reuse
 from audit.config import Config
 from audit.engine import analysis
 from audit.engine import budget as budget_mod
@@ -53,6 +53,8 @@ class RunResult:
     fail_on_reason: str | None = None
     #: said when the window held no action but usage exists elsewhere (audit.hints)
     hint: str | None = None
+    #: said when nothing changed and the stored results were reused (audit.reuse)
+    reused: str | None = None
 
     def summary_line(self) -> str:
         t = self.output["totals"]
@@ -61,6 +63,7 @@ class RunResult:
             f"run {self.output['run_id'][:8]} ok: {t['actions']} actions, {t['awu']:g} AWU, "
             f"${t['cost_usd']:,.2f}; {found} findings; "
             f"{len(self.output['budget']['alerts_sent'])} alerts sent"
+            + (" (0 days recomputed: nothing changed)" if self.reused else "")
             + (
                 f", {len(failed)} failed"
                 if (failed := self.output["budget"].get("alerts_failed"))
@@ -78,6 +81,7 @@ class _Run:
     org: OrgInfo
     run_id: str
     now: datetime
+    full: bool = False
 
 
 def parse_when(value: str, name: str) -> datetime:
@@ -101,10 +105,12 @@ def run_audit(
     trigger: str = "run",
     progress: Progress | None = None,
     lock_wait_s: float = 0.0,
+    full: bool = False,
 ) -> RunResult:
     """Sync, audit and alert once. Raises AuditError or ConnectorError with one-line
     messages. Everything that can fail before the sync (config, key, token, field mapping,
-    Data 360 objects) fails before the store is opened: a failed start writes nothing."""
+    Data 360 objects) fails before the store is opened: a failed start writes nothing.
+    `full`: recompute the window even when the stored results could be reused."""
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     requested = _requested_window(since, until, now)
     progress = progress or (lambda stage, done, total: None)
@@ -117,7 +123,7 @@ def run_audit(
         for family in families:
             family.source.check()
         with Store.open(cfg.store.path) as store, store.lock(wait_s=lock_wait_s):
-            run = _Run(cfg, store, org, run_id, now)
+            run = _Run(cfg, store, org, run_id, now, full)
             store.start_run(
                 run_id,
                 started_at=format_iso_ms(now),
@@ -160,10 +166,16 @@ def _sync_and_audit(
     if window is None:
         default = day_floor(run.now - timedelta(days=run.cfg.sync.initial_days))
         window = (primary.source.audit_start(run.store, default), run.now)
-    result = _audit_primary(run, primary, window, client)
+    reused = _reusable(run, primary, window)
+    if reused is not None:
+        result = _reuse_primary(run, primary, window, reused, client)
+    else:
+        result = _audit_primary(run, primary, window, client)
     if result.output["totals"]["actions"] == 0:
         result.hint = empty_window_hint(run.store, run.cfg, client, window)
-    if others:
+    if others and reused is not None:
+        _reuse_side_by_side(run, result, primary, reused)
+    elif others:
         _add_side_by_side(run, result, primary, others, window)
     if any(f.reads_vendor_view for f in families):
         _add_vendor_view(run, client, result)
@@ -178,17 +190,7 @@ def _audit_primary(
     audit = family.audit(store, window, sandbox=run.org.is_sandbox)
     channels, channel_errors = alerts.channels_from_config(cfg)
     decisions = _commit_decisions(run, audit, sorted(set(channels) | set(channel_errors)))
-    crashpoints.reached("queued")
-    alerts_failed: list[dict[str, Any]] = []
-    alerts_sent = alerts.deliver_pending(
-        store,
-        channels,
-        run.run_id,
-        run.now,
-        channel_errors=channel_errors,
-        checkpoint=crashpoints.reached,
-        failed=alerts_failed,
-    )
+    alerts_sent, alerts_failed = _deliver(run, channels, channel_errors)
     output = round_to_meaning(
         run_block(
             audit,
@@ -206,7 +208,8 @@ def _audit_primary(
     )
     fail_on = fail_on_reason(cfg, audit.result.findings)
     analysis_json = {**_analysis(run, audit), "forecast": _forecast_json(decisions)}
-    _finish(run, audit, {**output, "analysis": analysis_json}, client)
+    counts = (len(audit.actions), len(audit.result.findings))
+    _finish(run, audit.window, audit.sandbox, counts, {**output, "analysis": analysis_json}, client)
     return RunResult(
         output=output,
         exit_code=1 if fail_on else 0,
@@ -214,6 +217,98 @@ def _audit_primary(
         notes=list(family.source.notes),
         fail_on_reason=fail_on,
     )
+
+
+def _deliver(
+    run: _Run, channels: Mapping[str, Any], channel_errors: Mapping[str, str]
+) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Deliver what is queued (this run's alerts and any left by an earlier run): the
+    alerts sent and the deliveries that failed."""
+    crashpoints.reached("queued")
+    failed: list[dict[str, Any]] = []
+    sent = alerts.deliver_pending(
+        run.store,
+        channels,
+        run.run_id,
+        run.now,
+        channel_errors=channel_errors,
+        checkpoint=crashpoints.reached,
+        failed=failed,
+    )
+    return sent, failed
+
+
+# -- a quiet re-run: nothing changed since the stored results, which are reused -------------
+def _reusable(run: _Run, family: Family, window: Window) -> reuse.Reuse | None:
+    """The stored results, if they answer `window` unchanged (never with `--full`). The
+    window's Cases are synced first: a Case closed since is a change."""
+    if run.full:
+        return None
+    if run.store.audit_basis() is None:
+        return None
+    family.source.sync_related(run.store, run.store.window_case_ids(*window))
+    return reuse.reusable(run.store, run.cfg, window, sandbox=run.org.is_sandbox)
+
+
+def _reuse_primary(
+    run: _Run, family: Family, window: Window, found: reuse.Reuse, client: SalesforceClient
+) -> RunResult:
+    """The stored run's results for `window`, with this run's budget, alerts and sync."""
+    cfg, store = run.cfg, run.store
+    findings = store.findings_of_window(window)
+    channels, channel_errors = alerts.channels_from_config(cfg)
+    with store.transaction():
+        store.see_findings(run.run_id, *window)
+        _record_basis(run, window, found.totals)
+        decisions = _decide(run, window, findings, found.totals, FindingChanges([], [], []))
+        names = sorted(set(channels) | set(channel_errors))
+        alerts.enqueue(store, decisions.alerts, names, run.run_id, run.now)
+    alerts_sent, alerts_failed = _deliver(run, channels, channel_errors)
+    saved = {k: v for k, v in found.summary.items() if k not in ("analysis", "sources", "vendor")}
+    what_if = found.what_if(cfg, window)
+    budget = {**_budget_json(cfg, decisions), "alerts_sent": alerts_sent}
+    output = round_to_meaning(
+        {
+            **saved,
+            "run_id": run.run_id,
+            "org_id": run.org.org_id,
+            "window": {"start": format_iso_ms(window[0]), "end": format_iso_ms(window[1])},
+            "budget": {**budget, "alerts_failed": alerts_failed},
+            "pricing": what_if.as_json(),
+            "sync": family.source.sync_counts(),
+        }
+    )
+    analysis_json = {
+        **found.summary["analysis"],
+        "pricing": what_if.as_dict(),
+        "settings": settings_json(cfg),
+        "forecast": _forecast_json(decisions),
+    }
+    counts = (int(output["totals"]["actions"]), len(findings))
+    _finish(run, window, run.org.is_sandbox, counts, {**output, "analysis": analysis_json}, client)
+    note = (
+        f"0 days recomputed: nothing changed since run {found.run_id[:8]} (same window start, "
+        "no new source row, same settings); its results stand (`audit run --full` recomputes)"
+    )
+    return RunResult(
+        output=output,
+        exit_code=1 if (fail_on := fail_on_reason(cfg, findings)) else 0,
+        top_findings=sorted(findings, key=lambda f: (-f.wasted_usd, f.kind, f.key))[:5],
+        notes=list(family.source.notes),
+        fail_on_reason=fail_on,
+        reused=note,
+    )
+
+
+def _reuse_side_by_side(run: _Run, result: RunResult, primary: Family, found: reuse.Reuse) -> None:
+    """The other families' blocks of the stored run beside this run's primary block."""
+    blocks = {
+        name: {**block, "run_id": run.run_id}
+        for name, block in (found.summary.get("sources") or {}).items()
+    }
+    blocks[primary.source.family] = {k: v for k, v in result.output.items() if k != "sources"}
+    result.output["sources"] = blocks
+    run.store.merge_run_summary(run.run_id, sources=blocks)
 
 
 def _commit_decisions(run: _Run, audit: WindowAudit, channel_names: list[str]) -> Decisions:
@@ -232,9 +327,23 @@ def _commit_decisions(run: _Run, audit: WindowAudit, channel_names: list[str]) -
             run.run_id, audit.result.findings, window_start=start, window_end=end
         )
         crashpoints.reached("findings")
-        decisions = _decide(run, audit, changes)
+        _record_basis(run, audit.window, audit.totals)
+        decisions = _decide(run, audit.window, audit.result.findings, audit.totals, changes)
         alerts.enqueue(store, decisions.alerts, channel_names, run.run_id, run.now)
     return decisions
+
+
+def _record_basis(run: _Run, window: Window, totals: Mapping[str, Any]) -> None:
+    """What the results just written were computed from (in their transaction)."""
+    run.store.set_audit_basis(
+        reuse.basis(
+            run.run_id,
+            window,
+            inputs_version=run.store.inputs_version(),
+            settings=reuse.settings_fingerprint(run.cfg, sandbox=run.org.is_sandbox),
+            totals=totals,
+        )
+    )
 
 
 def fail_on_reason(cfg: Config, findings: Sequence[Finding]) -> str | None:
@@ -253,31 +362,39 @@ def fail_on_reason(cfg: Config, findings: Sequence[Finding]) -> str | None:
 
 
 def _finish(
-    run: _Run, audit: WindowAudit, output: dict[str, Any], client: SalesforceClient
+    run: _Run,
+    window: Window,
+    sandbox: bool,
+    counts: tuple[int, int],
+    output: dict[str, Any],
+    client: SalesforceClient,
 ) -> None:
-    """The run is ok, with its window, counts and summary — in one transaction, so a run
-    marked ok always has its summary."""
-    start, end = audit.window
+    """The run is ok, with its window, counts (actions, open findings) and summary — in
+    one transaction, so a run marked ok always has its summary."""
     with run.store.transaction():
-        run.store.set_run_window(run.run_id, start, end)
-        _finish_ok(run, audit, output, client)
+        run.store.set_run_window(run.run_id, *window)
+        _finish_ok(run, sandbox, counts, output, client)
         run.store.set_run_summary(run.run_id, output)
 
 
 def _finish_ok(
-    run: _Run, audit: WindowAudit, output: dict[str, Any], client: SalesforceClient
+    run: _Run,
+    sandbox: bool,
+    counts: tuple[int, int],
+    output: dict[str, Any],
+    client: SalesforceClient,
 ) -> None:
     run.store.finish_run(
         run.run_id,
         outcome="ok",
         ended_at=format_iso_ms(datetime.now(timezone.utc)),
         org_id=run.org.org_id,
-        is_sandbox=int(audit.sandbox),
+        is_sandbox=int(sandbox),
         records=output["sync"]["records"],
         elf_files_downloaded=output["sync"]["elf_files_downloaded"],
         elf_files_skipped=output["sync"]["elf_files_skipped"],
-        actions=len(audit.actions),
-        findings_open=len(audit.result.findings),
+        actions=counts[0],
+        findings_open=counts[1],
         alerts_sent=len(output["budget"]["alerts_sent"]),
         api_calls=client.api_calls,
     )
@@ -287,30 +404,36 @@ def _discount(cfg: Config, sandbox: bool) -> float:
     return (1.0 - cfg.pricing.sandbox_discount) if sandbox else 1.0
 
 
-def _decide(run: _Run, audit: WindowAudit, changes: FindingChanges) -> Decisions:
+def _decide(
+    run: _Run,
+    window: Window,
+    findings: Sequence[Finding],
+    totals: Mapping[str, Any],
+    changes: FindingChanges,
+) -> Decisions:
     """Gather what the budget rules read from the store, and let the engine decide."""
     cfg, store = run.cfg, run.store
     usage = {}
-    for period in budget_mod.periods_overlapping(*audit.window):
+    for period in budget_mod.periods_overlapping(*window):
         p_start, p_end = budget_mod.period_bounds(period)
         usage[period] = BudgetUsage(
             store.credits_between(p_start, p_end), store.enqueued_thresholds(period)
         )
     c_start, c_end = budget_mod.period_bounds(budget_mod.period_of(run.now))
-    first, last = spike_days(audit.window, cfg.budget.spike_trailing_days)
+    first, last = spike_days(window, cfg.budget.spike_trailing_days)
     new_ids = set(changes.new_ids) | set(changes.reopened_ids)
     return decide_alerts(
-        window=audit.window,
+        window=window,
         now=run.now,
         budget=cfg.budget,
         pricing=cfg.pricing,
         usage_by_period=usage,
         current_daily_credits=store.action_credits_by_day(c_start, c_end),
         spike_rows=store.awu_by_day_agent_action(first, last),
-        new_findings=[f for f in audit.result.findings if f.id in new_ids],
+        new_findings=[f for f in findings if f.id in new_ids],
         resolved=len(changes.resolved_ids),
-        totals=audit.totals,
-        top_lines=top_waste_lines(audit.result.findings),
+        totals=totals,
+        top_lines=top_waste_lines(findings),
     )
 
 

@@ -53,6 +53,8 @@ def _alert_name(a: dict[str, object]) -> str:
 
 def log_what_it_did(result: RunResult, write: Callable[[str], None]) -> None:
     """The alert lines and the hint as timestamped log lines (beside `--json` output)."""
+    if result.reused:
+        write(log_line("INFO", result.reused))
     for line in alert_lines(result):
         write(log_line("WARNING" if line.startswith("alert NOT") else "INFO", line))
     if result.hint:
@@ -114,6 +116,8 @@ def print_summary(
     con.print(prices)
 
     _print_budget_and_sync(con, out)
+    if result.reused:
+        con.print(result.reused, markup=False, highlight=False)
     _print_attention(con, result, all_notes)
     con.print(f"Store: {store_path}")
 

@@ -108,6 +108,8 @@ def store_rows(db: Path) -> dict[str, list[tuple[Any, ...]]]:
                 if table == "sync_state":
                     values = [_without_clock(v) if names[keep[j]] == "state" else v
                               for j, v in enumerate(values)]
+                if table == "meta" and values[0] == "audit_basis":  # names the run
+                    values[1] = json.dumps({**json.loads(values[1]), "run_id": None})
                 rows.append(tuple(values))
             dump[table] = sorted(rows, key=repr)
     return dump

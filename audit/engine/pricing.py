@@ -6,6 +6,7 @@ Flex Credits (what the actions cost), per conversation ($2 × sessions) and per 
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from audit.config import PricingConfig
 from audit.engine.awu import ActionCost, usd_for
 from audit.engine.model import Action
 
-__all__ = ["PricingWhatIf", "price_window", "window_months", "LENGTH_BUCKETS"]
+__all__ = ["PricingWhatIf", "price_window", "repriced", "window_months", "LENGTH_BUCKETS"]
 
 #: histogram buckets of billable actions per session: (label, low, high inclusive)
 LENGTH_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
@@ -116,8 +117,7 @@ def price_window(
     months = window_months(window_start, window_end)
     per_conversation = pricing.per_conversation_usd * sessions
     per_user = pricing.per_user_month_usd * len(users) * months
-    prices = {"flex": flex, "per_conversation": per_conversation, "per_user": per_user}
-    cheapest = min(_MODELS, key=lambda m: (round(prices[m], 6), _MODELS.index(m)))
+    cheapest = _cheapest(flex, per_conversation, per_user)
 
     usd_per_awu = pricing.credits_per_awu * pricing.usd_per_credit
     crossover_conv = pricing.per_conversation_usd / usd_per_awu
@@ -139,6 +139,30 @@ def price_window(
         crossover_actions_per_conversation=crossover_conv,
         crossover_actions_per_user_month=crossover_user,
     )
+
+
+def repriced(
+    saved: Mapping[str, Any],
+    pricing: PricingConfig,
+    *,
+    window_start: datetime,
+    window_end: datetime,
+) -> PricingWhatIf:
+    """A what-if saved with `as_dict`, over a window that grew by a stretch without
+    actions: the months move, and with them the per-user price and the cheapest model."""
+    fields = {f.name: saved[f.name] for f in dataclasses.fields(PricingWhatIf)}
+    months = window_months(window_start, window_end)
+    per_user = pricing.per_user_month_usd * int(fields["distinct_users"]) * months
+    cheapest = _cheapest(fields["flex_usd"], fields["per_conversation_usd"], per_user)
+    return PricingWhatIf(
+        **{**fields, "months": months, "per_user_usd": per_user, "cheapest": cheapest}
+    )
+
+
+def _cheapest(flex: float, per_conversation: float, per_user: float) -> str:
+    """The cheapest model (to the micro-dollar; ties in _MODELS order)."""
+    prices = {"flex": flex, "per_conversation": per_conversation, "per_user": per_user}
+    return min(_MODELS, key=lambda m: (round(prices[m], 6), _MODELS.index(m)))
 
 
 def _bucket(count: int) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from audit.store.actions import Actions
+from audit.store.basis import Basis
 from audit.store.db import StoreBase, map_errors, open_database, open_database_readonly
 from audit.store.findings import FindingChanges, Findings
 from audit.store.lake import LakeRows
@@ -47,7 +48,7 @@ __all__ = [
 ]
 
 
-class Store(RunLock, Actions, Findings, Outbox, Reports, Sources, LakeRows):
+class Store(RunLock, Actions, Findings, Outbox, Reports, Sources, Basis, LakeRows):
     """An open awu-audit store. Use one from one thread at a time."""
 
     @classmethod

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from audit.engine.model import Case, parse_sf_datetime
 from audit.errors import StoreError
+from audit.store.basis import Basis
 from audit.store.db import in_lists
 from audit.store.quality import Quality
 from audit.store.values import iso, now_iso, to_json
@@ -50,7 +51,19 @@ def _upsert_sql(table: str, columns: Sequence[str], key: str = "id", when: str =
     )
 
 
-_UPSERT_AWI_SQL = _upsert_sql("awi_records", _AWI_COLUMNS)
+def _differs(table: str, columns: Sequence[str], key: str = "id") -> str:
+    """An upsert's condition that leaves a stored row identical to the new one alone (no
+    write, no change counted: the store's inputs version moves only when a row does)."""
+    cols = [c for c in columns if c != key]
+    return (
+        f"({', '.join(f'{table}.{c}' for c in cols)}) IS NOT "
+        f"({', '.join(f'excluded.{c}' for c in cols)})"
+    )
+
+
+_UPSERT_AWI_SQL = _upsert_sql(
+    "awi_records", _AWI_COLUMNS, when=" WHERE " + _differs("awi_records", _AWI_COLUMNS)
+)
 # a log row replaces the stored copy of its REQUEST_ID only when its file is newer
 # (CreatedDate, then Sequence, then Id): hourly files re-deliver rows of the daily ones
 _UPSERT_LOG_SQL = _upsert_sql(
@@ -58,7 +71,8 @@ _UPSERT_LOG_SQL = _upsert_sql(
     _LOG_COLUMNS,
     key="request_id",
     when=" WHERE (excluded.file_created_date, excluded.file_sequence, excluded.file_id) >= "
-    "(elf_events.file_created_date, elf_events.file_sequence, elf_events.file_id)",
+    "(elf_events.file_created_date, elf_events.file_sequence, elf_events.file_id) AND "
+    + _differs("elf_events", _LOG_COLUMNS, key="request_id"),
 )
 _UPSERT_D360_EVENT_SQL = _upsert_sql("d360_events", (*_D360_EVENT_COLUMNS, "run_id"))
 _UPSERT_D360_STEP_SQL = _upsert_sql("d360_steps", _D360_STEP_COLUMNS)
@@ -92,7 +106,7 @@ def _tuples(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> list[t
     return [tuple(r.get(c) for c in columns) for r in rows]
 
 
-class Sources(Quality):
+class Sources(Quality, Basis):
     # -- SyncSink ----------------------------------------------------------------------
 
     def sync_state(self, source: str) -> SyncState | None:
@@ -134,34 +148,40 @@ class Sources(Quality):
         self._upsert("sync_state", [row], "source")
 
     def commit(self, page: Page) -> None:
-        """Store the page's records and (if given) its cursor in one transaction."""
+        """Store the page's records and (if given) its cursor in one transaction; a page
+        that changes a stored source row raises the store's inputs version with it."""
         with self.transaction():
-            if page.log_file is not None and (page.log_events or page.bad_records):
-                page = self._newest_copies(page, page.log_file)
-            if page.awi_records:
-                self._executemany(_UPSERT_AWI_SQL, _tuples(page.awi_records, _AWI_COLUMNS))
-            if page.log_events:
-                self._executemany(_UPSERT_LOG_SQL, _tuples(page.log_events, _LOG_COLUMNS))
+            before = self._total_changes()
+            self._commit_rows(page)
+            if self._total_changes() != before:
+                self._inputs_changed()
             if page.log_file is not None:
                 self._upsert("elf_files", [self._log_file_row(page.log_file)], "id")
-            if page.cases:
-                self._upsert("cases", page.cases, "id")
-            if page.d360_events:
-                events = ({**e, "run_id": page.run_id} for e in page.d360_events)
-                self._executemany(
-                    _UPSERT_D360_EVENT_SQL, _tuples(events, (*_D360_EVENT_COLUMNS, "run_id"))
-                )
-            if page.d360_steps:
-                self._executemany(
-                    _UPSERT_D360_STEP_SQL, _tuples(page.d360_steps, _D360_STEP_COLUMNS)
-                )
-            if page.d360_sessions:
-                self._executemany(
-                    _UPSERT_D360_SESSION_SQL, _tuples(page.d360_sessions, _D360_SESSION_COLUMNS)
-                )
-            self._commit_quality(page)
             if page.state is not None:
                 self._write_sync_state(page.source, page.state, page.run_id)
+
+    def _commit_rows(self, page: Page) -> None:
+        """The page's source rows and bad records (what an audit reads)."""
+        if page.log_file is not None and (page.log_events or page.bad_records):
+            page = self._newest_copies(page, page.log_file)
+        if page.awi_records:
+            self._executemany(_UPSERT_AWI_SQL, _tuples(page.awi_records, _AWI_COLUMNS))
+        if page.log_events:
+            self._executemany(_UPSERT_LOG_SQL, _tuples(page.log_events, _LOG_COLUMNS))
+        if page.cases:
+            self._upsert("cases", page.cases, "id")
+        if page.d360_events:
+            events = ({**e, "run_id": page.run_id} for e in page.d360_events)
+            self._executemany(
+                _UPSERT_D360_EVENT_SQL, _tuples(events, (*_D360_EVENT_COLUMNS, "run_id"))
+            )
+        if page.d360_steps:
+            self._executemany(_UPSERT_D360_STEP_SQL, _tuples(page.d360_steps, _D360_STEP_COLUMNS))
+        if page.d360_sessions:
+            self._executemany(
+                _UPSERT_D360_SESSION_SQL, _tuples(page.d360_sessions, _D360_SESSION_COLUMNS)
+            )
+        self._commit_quality(page)
 
     def _newest_copies(self, page: Page, file: LogFileRecord) -> Page:
         """The page without the rows whose REQUEST_ID a newer file already decided (SPEC
