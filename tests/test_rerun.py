@@ -137,3 +137,35 @@ def test_the_cli_says_it_reused_and_full_recomputes(
     full = invoke("run", "--config", config, *window, "--json", "--full")
     assert full.exit_code == 0 and REUSED not in full.stderr
     assert _same(json.loads(second.stdout), json.loads(full.stdout)) == {}
+
+
+def _awi(record_id: str, day: str, tokens: int) -> dict[str, Any]:
+    """One stored AgentWorkItem row in logical names (what a sync page carries)."""
+    return {
+        "id": record_id, "session_id": "S1", "agent_id": None, "agent_name": None,
+        "action_name": "Lookup", "action_type": "Apex", "channel": "Text", "status": "Success",
+        "error_code": None, "prompt_tokens": None, "completion_tokens": None, "tokens": tokens,
+        "reported_awu": 1.0, "action_input": "{}", "user_id": None, "case_id": None,
+        "started_at": f"{day}T09:00:00.000Z", "created_date": f"{day}T09:00:01.000Z",
+        "system_modstamp": f"{day}T09:00:01.000Z",
+    }  # fmt: skip
+
+
+def test_only_a_page_that_changes_a_row_counts_and_its_days_are_kept(tmp_path: Path) -> None:
+    from audit.store import Store
+    from connector.sink import Page
+
+    def page(*rows: dict[str, Any]) -> Page:
+        return Page("agentworkitem", "r", awi_records=list(rows))  # type: ignore[arg-type]
+
+    with Store.open(tmp_path / "s.db") as store:
+        assert store.inputs_version() == 0
+        store.commit(page(_awi("A1", "2026-10-01", 10), _awi("A2", "2026-10-03", 10)))
+        assert store.inputs_version() == 1
+        assert store.days_changed_since(0, "2026-10-01", "2026-10-31") == ["2026-10-01", "2026-10-03"]
+        store.commit(page(_awi("A1", "2026-10-01", 10)))  # re-delivered as it is: no change
+        assert store.inputs_version() == 1
+        store.commit(page(_awi("A2", "2026-10-03", 11)))  # corrected
+        assert store.inputs_version() == 2
+        assert store.days_changed_since(1, "2026-10-01", "2026-10-31") == ["2026-10-03"]
+        assert store.days_changed_since(2, "2026-10-01", "2026-10-31") == []

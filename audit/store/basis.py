@@ -5,7 +5,8 @@ Two facts, both in `meta`:
 
 - `inputs_version`: a counter the sink raises in the same transaction as any page that
   changes a stored source row (an AgentWorkItem, a log row, a Case, a Data 360 row, a bad
-  record). A page that re-delivers identical rows leaves it alone.
+  record). A page that re-delivers identical rows leaves it alone. `changed_days` keeps,
+  per day, the version that last changed one of its rows.
 - `audit_basis`: written in the transaction that writes a run's actions and findings — the
   run, its window, the inputs version it read and a fingerprint of the settings its
   figures depend on. The stored actions and findings are always the ones this names.
@@ -14,7 +15,7 @@ Two facts, both in `meta`:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -48,9 +49,25 @@ class Basis(StoreBase):
         rows = self._tuples('SELECT "value" FROM meta WHERE "key" = ?', [_INPUTS])
         return int(rows[0][0]) if rows else 0
 
-    def _inputs_changed(self) -> None:
-        """A page changed stored source rows: call inside that page's transaction."""
-        self._execute(_META_UPSERT, [_INPUTS, str(self.inputs_version() + 1)])
+    def _inputs_changed(self, days: Iterable[str]) -> None:
+        """A page changed stored source rows of `days` ('YYYY-MM-DD'): call inside that
+        page's transaction."""
+        version = self.inputs_version() + 1
+        self._execute(_META_UPSERT, [_INPUTS, str(version)])
+        self._executemany(
+            'INSERT INTO changed_days ("day", "inputs_version") VALUES (?, ?) '
+            'ON CONFLICT ("day") DO UPDATE SET "inputs_version" = excluded."inputs_version"',
+            [(day, version) for day in sorted(set(days))],
+        )
+
+    def days_changed_since(self, version: int, first_day: str, last_day: str) -> list[str]:
+        """The days in [first_day, last_day] whose source rows changed after `version`."""
+        rows = self._tuples(
+            'SELECT "day" FROM changed_days WHERE "inputs_version" > ? '
+            'AND "day" >= ? AND "day" <= ? ORDER BY "day"',
+            [version, first_day, last_day],
+        )
+        return [r[0] for r in rows]
 
     def _total_changes(self) -> int:
         return int(self._db.conn.total_changes)

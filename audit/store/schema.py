@@ -253,6 +253,13 @@ INSERT INTO bad_records ("source", "key", "reason", "field", "detail", "record_i
 """
 
 
+# v5: the days whose source rows changed, and at which inputs version (audit.store.basis):
+# a run recomputes only the days that changed since the stored results were computed.
+_V5_SCHEMA = """
+CREATE TABLE changed_days ("day" TEXT PRIMARY KEY, "inputs_version" INTEGER NOT NULL)
+"""
+
+
 def _run_script(sql: str) -> Callable[[sqlite3.Connection], None]:
     def apply(conn: sqlite3.Connection) -> None:
         # statement by statement: executescript() would COMMIT the migration transaction
@@ -269,6 +276,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _run_script(_V2_SCHEMA),
     _run_script(_V3_SCHEMA),
     _run_script(_V4_SCHEMA),
+    _run_script(_V5_SCHEMA),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -290,6 +298,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "d360_steps": ("id",),
     "d360_sessions": ("id",),
     "bad_records": ("source", "key"),
+    "changed_days": ("day",),
 }
 
 

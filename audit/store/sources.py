@@ -106,6 +106,20 @@ def _tuples(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> list[t
     return [tuple(r.get(c) for c in columns) for r in rows]
 
 
+def _days_of(page: Page) -> set[str]:
+    """The days ('YYYY-MM-DD') of the rows a page carries: when it changes the store, the
+    actions of those days may change (Cases only change what is summed over sessions)."""
+    stamps = [
+        *(r["started_at"] for r in page.awi_records),
+        *(e["started_at"] for e in page.log_events),
+        *(e["started_at"] for e in page.d360_events),
+        *(e["started_at"] for e in page.d360_steps),
+        *(e["started_at"] for e in page.d360_sessions),
+        *(b.get("at") for b in page.bad_records),
+    ]
+    return {s[:10] for s in stamps if isinstance(s, str) and len(s) >= 10}
+
+
 class Sources(Quality, Basis):
     # -- SyncSink ----------------------------------------------------------------------
 
@@ -154,7 +168,7 @@ class Sources(Quality, Basis):
             before = self._total_changes()
             self._commit_rows(page)
             if self._total_changes() != before:
-                self._inputs_changed()
+                self._inputs_changed(_days_of(page))
             if page.log_file is not None:
                 self._upsert("elf_files", [self._log_file_row(page.log_file)], "id")
             if page.state is not None:
