@@ -16,16 +16,16 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime, timedelta, timezone
 from importlib import metadata
 from typing import Any
 
 from audit.config import Config
-from audit.engine.model import format_iso_ms
+from audit.engine.model import days_of, format_iso_ms, parse_sf_datetime
 from audit.engine.pricing import PricingWhatIf, repriced
 from audit.store import Store
 
-__all__ = ["Reuse", "basis", "reusable", "settings_fingerprint"]
+__all__ = ["Reuse", "basis", "days_to_recompute", "reusable", "settings_fingerprint"]
 
 Window = tuple[datetime, datetime]
 
@@ -108,3 +108,32 @@ def reusable(store: Store, cfg: Config, window: Window, *, sandbox: bool) -> Reu
     if "analysis" not in summary or "pricing" not in summary["analysis"]:
         return None
     return Reuse(run["id"], summary, dict(found.get("totals") or summary["totals"]))
+
+
+def days_to_recompute(store: Store, cfg: Config, window: Window, *, sandbox: bool) -> list[str]:
+    """The days of `window` whose stored actions may differ from what their rows give now:
+    every day, unless the stored results were computed with these settings; then the days
+    the stored window did not cover whole, and those within a day of a day whose rows
+    changed since (an action's rows lie within a day of its start)."""
+    days = days_of(window)
+    found = store.audit_basis()
+    if not days or found is None:
+        return days
+    if found.get("settings") != settings_fingerprint(cfg, sandbox=sandbox):
+        return days
+    stored = (parse_sf_datetime(found["window_start"]), parse_sf_datetime(found["window_end"]))
+    near = _shift(days[0], -1), _shift(days[-1], 1)
+    changed = set(store.days_changed_since(int(found["inputs_version"]), *near))
+    touched = changed | {_shift(d, 1) for d in changed} | {_shift(d, -1) for d in changed}
+    return [d for d in days if d in touched or not _covered(d, window, stored)]
+
+
+def _shift(day: str, n: int) -> str:
+    return (date.fromisoformat(day) + timedelta(days=n)).isoformat()
+
+
+def _covered(day: str, window: Window, stored: Window) -> bool:
+    """Whether the stored window covered the part of `day` that `window` holds."""
+    start = datetime.fromisoformat(day).replace(tzinfo=timezone.utc)
+    lo, hi = max(start, window[0]), min(start + timedelta(days=1), window[1])
+    return stored[0] <= lo and hi <= stored[1]

@@ -169,3 +169,35 @@ def test_only_a_page_that_changes_a_row_counts_and_its_days_are_kept(tmp_path: P
         assert store.inputs_version() == 2
         assert store.days_changed_since(1, "2026-10-01", "2026-10-31") == ["2026-10-03"]
         assert store.days_changed_since(2, "2026-10-01", "2026-10-31") == []
+
+
+def test_days_to_recompute_are_the_changed_days_their_neighbours_and_the_uncovered(
+    tmp_path: Path,
+) -> None:
+    from audit import reuse
+    from audit.config import Config
+    from audit.store import Store
+    from connector.sink import Page
+
+    cfg = Config()
+    oct_ = [datetime(2026, 10, d, tzinfo=UTC) for d in range(1, 12)]
+    week = (oct_[0], oct_[7])  # 10-01 .. 10-07
+    with Store.open(tmp_path / "s.db") as store:
+        assert reuse.days_to_recompute(store, cfg, week, sandbox=False) == [
+            f"2026-10-0{d}" for d in range(1, 8)
+        ]  # nothing stored yet: every day
+        store.commit(Page("agentworkitem", "r", awi_records=[_awi("A1", "2026-10-02", 5)]))  # type: ignore[list-item]
+        settings = reuse.settings_fingerprint(cfg, sandbox=False)
+        store.set_audit_basis(
+            reuse.basis("r1", week, inputs_version=store.inputs_version(), settings=settings, totals={})
+        )
+        assert reuse.days_to_recompute(store, cfg, week, sandbox=False) == []
+        # the next night: the window moved a day, and a record of 10-05 was corrected
+        store.commit(Page("agentworkitem", "r", awi_records=[_awi("A5", "2026-10-05", 5)]))  # type: ignore[list-item]
+        next_week = (oct_[1], oct_[8])  # 10-02 .. 10-08
+        assert reuse.days_to_recompute(store, cfg, next_week, sandbox=False) == [
+            "2026-10-04", "2026-10-05", "2026-10-06", "2026-10-08"
+        ]
+        # other settings: every day again
+        sandbox = reuse.days_to_recompute(store, cfg, next_week, sandbox=True)
+        assert sandbox == [f"2026-10-0{d}" for d in range(2, 9)]
