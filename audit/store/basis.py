@@ -31,16 +31,23 @@ _META_UPSERT = (
     'ON CONFLICT ("key") DO UPDATE SET "value" = excluded."value"'
 )
 # what could change a window's results when it grows by [?, ?): a source row starting in
-# it (a new action), or a Case closing in it (a newly resolved case)
+# it (a new action), a Case closing in it (a newly resolved case), a bad record or a bad
+# log file dated in it (data quality), or a stored action or open finding in it — left by
+# an earlier, wider run, whose rows may be gone since (a recomputation removes them)
 _ROW_IN_SQL = " UNION ALL ".join(
-    f"SELECT 1 FROM (SELECT 1 FROM {table} WHERE {column} >= ? AND {column} < ? LIMIT 1)"
-    for table, column in (
-        ("awi_records", "started_at"),
-        ("elf_events", "started_at"),
-        ("d360_events", "started_at"),
-        ("cases", "closed_at"),
+    f"SELECT 1 FROM (SELECT 1 FROM {table} WHERE {where} {column} >= ? AND {column} < ? LIMIT 1)"
+    for table, column, where in (
+        ("awi_records", "started_at", ""),
+        ("elf_events", "started_at", ""),
+        ("d360_events", "started_at", ""),
+        ("cases", "closed_at", ""),
+        ("bad_records", '"at"', ""),
+        ("elf_files", "log_date", "bad = 1 AND"),
+        ("actions", "started_at", ""),
+        ("findings", "started_at", "status = 'open' AND"),
     )
 )
+_ROW_IN_TABLES = 8
 
 
 class Basis(StoreBase):
@@ -87,9 +94,10 @@ class Basis(StoreBase):
         self._execute(_META_UPSERT, [_BASIS, json.dumps(dict(basis), sort_keys=True)])
 
     def rows_between(self, start: datetime | str, end: datetime | str) -> bool:
-        """Whether any source row starts, or any Case closes, in [start, end)."""
+        """Whether anything that could change a window's results lies in [start, end): a
+        source row, a closing Case, a bad record or file, a stored action or open finding."""
         lo, hi = bound(start), bound(end)
-        return bool(self._tuples(_ROW_IN_SQL, [lo, hi] * 4))
+        return bool(self._tuples(_ROW_IN_SQL, [lo, hi] * _ROW_IN_TABLES))
 
     def window_case_ids(self, start: datetime | str, end: datetime | str) -> list[str]:
         """The Cases the stored actions of [start, end) point at."""
