@@ -13,13 +13,17 @@ reuses them ("0 days recomputed") and only decides budgets and alerts anew, as `
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta, timezone
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
+import audit
+import connector
 from audit.config import Config
 from audit.engine.model import days_of, format_iso_ms, parse_sf_datetime
 from audit.engine.pricing import PricingWhatIf, repriced
@@ -30,15 +34,29 @@ __all__ = ["Reuse", "basis", "days_to_recompute", "reusable", "settings_fingerpr
 Window = tuple[datetime, datetime]
 
 
-def settings_fingerprint(cfg: Config, *, sandbox: bool) -> str:
-    """What the stored figures depend on besides the rows and the window. Budgets and
-    alert settings are not in it: budgets and alerts are decided anew every run."""
+@functools.cache
+def code_fingerprint() -> str:
+    """The source of the code that turns stored rows into results (the `audit` and
+    `connector` packages), with the package version: the version alone does not move when
+    the code does (an upgrade from git, a fix in the rules)."""
     try:
         version = metadata.version("awu-audit")
     except metadata.PackageNotFoundError:  # pragma: no cover - always installed
         version = "unknown"
+    digest = hashlib.sha256(version.encode())
+    for package in (audit, connector):
+        root = Path(package.__file__ or ".").parent
+        for path in sorted(root.rglob("*.py")):
+            digest.update(path.relative_to(root.parent).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:20]
+
+
+def settings_fingerprint(cfg: Config, *, sandbox: bool) -> str:
+    """What the stored figures depend on besides the rows and the window. Budgets and
+    alert settings are not in it: budgets and alerts are decided anew every run."""
     parts = {
-        "version": version,
+        "version": code_fingerprint(),
         "rules": dataclasses.asdict(cfg.rules),
         "pricing": dataclasses.asdict(cfg.pricing),
         "sources": list(cfg.source.kinds),
@@ -63,6 +81,8 @@ def basis(
         "run_id": run_id,
         "window_start": format_iso_ms(window[0]),
         "window_end": format_iso_ms(window[1]),
+        # to the microsecond: two windows a fraction of a millisecond apart are two windows
+        "window_exact": [_exact(window[0]), _exact(window[1])],
         "inputs_version": inputs_version,
         "settings": settings,
         "totals": dict(totals),
@@ -95,12 +115,22 @@ def reusable(store: Store, cfg: Config, window: Window, *, sandbox: bool) -> Reu
         return None
     if found.get("settings") != settings_fingerprint(cfg, sandbox=sandbox):
         return None
-    start, end = format_iso_ms(window[0]), format_iso_ms(window[1])
-    stored_end = str(found.get("window_end"))
-    if found.get("window_start") != start or end < stored_end:
+    kinds = set(cfg.source.kinds)
+    if "data360" in kinds and kinds & {"agentworkitem", "eventlogfile"}:
+        return None  # families side by side: the other blocks are not stored results
+    stored = found.get("window_exact")
+    if not isinstance(stored, list) or len(stored) != 2:
+        return None  # a basis from before the exact window was kept
+    start, end = _exact(window[0]), _exact(window[1])
+    if stored[0] != start or window[1] < datetime.fromisoformat(stored[1]):
         return None
-    if end > stored_end and store.rows_between(stored_end, end):
-        return None
+    if end != stored[1]:
+        # the stretch the window grew by, in the store's millisecond form: from the stored
+        # end rounded down (an extra row there only costs a recomputation) to the new end
+        # rounded up (a row stamped in its last millisecond is in the window)
+        lo = format_iso_ms(datetime.fromisoformat(stored[1]))
+        if store.rows_between(lo, format_iso_ms(_ceil_ms(window[1]))):
+            return None
     run = store.get_run(str(found.get("run_id")))
     if not run or run.get("outcome") != "ok" or not isinstance(run.get("summary"), dict):
         return None
@@ -108,6 +138,15 @@ def reusable(store: Store, cfg: Config, window: Window, *, sandbox: bool) -> Reu
     if "analysis" not in summary or "pricing" not in summary["analysis"]:
         return None
     return Reuse(run["id"], summary, dict(found.get("totals") or summary["totals"]))
+
+
+def _exact(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _ceil_ms(dt: datetime) -> datetime:
+    extra = dt.microsecond % 1000
+    return dt + timedelta(microseconds=1000 - extra) if extra else dt
 
 
 def days_to_recompute(store: Store, cfg: Config, window: Window, *, sandbox: bool) -> list[str]:
