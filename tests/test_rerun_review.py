@@ -25,6 +25,7 @@ from audit.config import Config, StoreConfig, load_config
 from audit.pipeline import RunResult, run_audit
 from connector.mock.org import MockOrg
 from connector.mock.server import serve
+from connector.sink import AwiRecord
 from fixtures.generator import generate_snapshot
 from tests.helpers import REPO, make_config
 
@@ -89,12 +90,16 @@ class Twins:
             assert self.reused_store[part] == self.full_store[part], part
 
 
-def _twins(cfg: Config, tmp_path: Path, window: tuple[datetime, datetime], now: datetime) -> Twins:
+def _twins(
+    cfg: Config, tmp_path: Path, window: tuple[datetime, datetime] | None, now: datetime
+) -> Twins:
+    """`window` None: the nightly window (the store's audit start to `now`)."""
     copy = tmp_path / f"twin-{len(list(tmp_path.glob('twin-*')))}.db"
     _copy_store(cfg.store.path, copy)
     twin = dataclasses.replace(cfg, store=StoreConfig(path=copy))
-    reused = run_audit(cfg, since=window[0], until=window[1], now=now)
-    full = run_audit(twin, since=window[0], until=window[1], now=now, full=True)
+    since, until = window or (None, None)
+    reused = run_audit(cfg, since=since, until=until, now=now)
+    full = run_audit(twin, since=since, until=until, now=now, full=True)
     assert full.reused is None
     return Twins(
         reused,
@@ -154,26 +159,60 @@ def test_window_sequences_end_as_a_recomputation_would(
     _twins(cfg, tmp_path, windows[-1], now).assert_same()
 
 
-def test_a_run_that_failed_after_its_results_were_written_is_not_reused(
-    tmp_path: Path, snapshot: Path, mock_org: Any
+@pytest.mark.parametrize(
+    ("phase", "full"),
+    [("actions", True), ("findings", True), ("queued", True), ("queued", False)],
+)
+def test_a_run_stopped_at_a_crash_point_leaves_a_store_that_reuses_right(
+    tmp_path: Path, snapshot: Path, mock_org: Any, phase: str, full: bool
 ) -> None:
-    """A reused run that fails after its transaction (here: a raise at the `queued` crash
-    point) names itself in the basis; the next run must not take its results as stored."""
+    """A run stopped inside its decision transaction leaves the previous basis; one stopped
+    after it (`queued`) names itself in the basis but is not ok: neither may lead the next
+    run to results other than a recomputation's."""
     cfg = load_config(make_config(tmp_path, snapshot, mock_org[1]))
     run_audit(cfg, since=SINCE, until=QUIET, now=QUIET)
 
-    def fail(phase: str) -> None:
-        if phase == "queued":
-            raise RuntimeError("stopped at queued")
+    def stop(reached: str) -> None:
+        if reached == phase:
+            raise RuntimeError(f"stopped at {phase}")
 
-    crashpoints.install(fail)
+    crashpoints.install(stop)
     try:
         with pytest.raises(RuntimeError):
-            run_audit(cfg, since=SINCE, until=LATER, now=LATER)
+            run_audit(cfg, since=SINCE, until=LATER, now=LATER, full=full)
     finally:
         crashpoints.install(None)
     twins = _twins(cfg, tmp_path, (SINCE, LATER), LATER + timedelta(hours=1))
-    assert twins.reused.reused is None
+    assert (twins.reused.reused is None) == (phase == "queued")
+    twins.assert_same()
+
+
+def test_budget_alerts_and_fail_on_of_a_reused_run_are_a_recomputation_s(
+    tmp_path: Path, snapshot: Path, mock_org: Any
+) -> None:
+    """A small budget (thresholds crossed, alerts queued without a channel) and fail_on."""
+    extra = '\n[budget]\ncredits = 20000\n\n[run]\nfail_on = "warning"\n'
+    cfg = load_config(make_config(tmp_path, snapshot, mock_org[1], extra=extra))
+    october = (datetime(2026, 10, 20, tzinfo=UTC), datetime(2026, 10, 30, tzinfo=UTC))
+    first = run_audit(cfg, since=SINCE, until=october[0], now=QUIET)
+    assert first.output["budget"]["thresholds_crossed"] and first.exit_code == 1
+    twins = _twins(cfg, tmp_path, (SINCE, october[1]), LATER)
+    assert twins.reused.reused is not None
+    assert twins.reused.exit_code == twins.full.exit_code == 1
+    assert twins.reused.fail_on_reason == twins.full.fail_on_reason
+    twins.assert_same()
+
+
+@pytest.mark.parametrize("hours", [1, 26])
+def test_nightly_windows_end_as_a_recomputation_would(
+    tmp_path: Path, snapshot: Path, mock_org: Any, hours: int
+) -> None:
+    """No --since: the window is the store's audit start to `now`."""
+    cfg = load_config(make_config(tmp_path, snapshot, mock_org[1]))
+    now = UNTIL + timedelta(hours=12)
+    run_audit(cfg, now=now)
+    run_audit(cfg, now=now + timedelta(hours=hours))
+    twins = _twins(cfg, tmp_path, None, now + timedelta(hours=2 * hours))
     twins.assert_same()
 
 
@@ -335,7 +374,7 @@ def test_the_side_by_side_budget_follows_the_budget_settings(
 
 
 # -- days_to_recompute (not wired yet) --------------------------------------------------------
-def _row(record_id: str, started_at: str, tokens: int) -> dict[str, Any]:
+def _row(record_id: str, started_at: str, tokens: int) -> AwiRecord:
     """One stored AgentWorkItem row in logical names (what a sync page carries)."""
     return {
         "id": record_id, "session_id": "S1", "agent_id": None, "agent_name": None,
@@ -364,7 +403,7 @@ def test_days_to_recompute_keeps_the_day_a_row_moved_from(tmp_path: Path) -> Non
     with Store.open(tmp_path / "s.db") as store:
         store.commit(
             Page("agentworkitem", "r", awi_records=[_row("A1", "2026-10-02T09:00:00.000Z", 5)])
-        )  # type: ignore[list-item]
+        )
         settings = reuse.settings_fingerprint(cfg, sandbox=False)
         store.set_audit_basis(
             reuse.basis(
@@ -373,5 +412,24 @@ def test_days_to_recompute_keeps_the_day_a_row_moved_from(tmp_path: Path) -> Non
         )
         store.commit(
             Page("agentworkitem", "r", awi_records=[_row("A1", "2026-10-06T09:00:00.000Z", 5)])
-        )  # type: ignore[list-item]
+        )
         assert "2026-10-02" in reuse.days_to_recompute(store, cfg, week, sandbox=False)
+
+
+# -- Data 360 as the only family --------------------------------------------------------------
+_D360 = '\n[source]\nkinds = ["data360"]\n'
+
+
+@pytest.mark.parametrize("grown", [False, True])
+def test_a_data360_rerun_ends_as_a_recomputation_would(
+    tmp_path: Path, both_snapshot: Path, grown: bool
+) -> None:
+    org = MockOrg.from_snapshot(both_snapshot)
+    with serve(org, tls_dir=tmp_path / "tls") as server:
+        cfg = load_config(make_config(tmp_path, both_snapshot, server, extra=_D360))
+        run_audit(cfg, since=SINCE, until=QUIET, now=QUIET)
+        run_audit(cfg, since=SINCE, until=QUIET, now=QUIET + timedelta(days=3))
+        end = LATER if grown else QUIET
+        twins = _twins(cfg, tmp_path, (SINCE, end), QUIET + timedelta(days=3, hours=1))
+        assert twins.reused.reused is not None
+        twins.assert_same()
