@@ -1,13 +1,16 @@
 """Quiet re-runs: stored results reused when nothing they depend on has changed.
 
 A run's actions and findings are a function of the source rows, the settings the figures
-depend on (rules, pricing, sources, field mapping, the org being a sandbox, this code's
-version) and the window. The store records what its current results were computed from
-(`audit_basis`) and counts every page that changes a source row (`inputs_version`). When
-a run asks for a window with the same start, no page has changed a row since, the settings
-are the same, and the stretch the window may have grown by holds no source row and no
-closing Case, the stored results are exactly what recomputing would give — so the run
-reuses them ("0 days recomputed") and only decides budgets and alerts anew, as `now` moves.
+depend on (rules, pricing, sources, field mapping, the org being a sandbox, this code —
+its source, not just its version number) and the window. The store records what its
+current results were computed from (`audit_basis`) and counts every page that changes a
+source row (`inputs_version`). When a run asks for a window with the same start (to the
+microsecond), no page has changed a row since, the settings are the same, and the stretch
+the window may have grown by holds nothing a recomputation would read or rewrite (a source
+row, a closing Case, a bad record or file, an action or open finding left by a wider run),
+the stored results are exactly what recomputing would give — so the run reuses them
+("0 days recomputed") and only decides budgets and alerts anew, as `now` moves. Families
+audited side by side are not reused: their blocks are not stored results.
 """
 
 from __future__ import annotations
