@@ -38,6 +38,11 @@ class Family(Protocol):
 
     def extra_output(self, audit: WindowAudit) -> dict[str, Any]: ...
 
+    def extra_output_reused(self, saved: dict[str, Any]) -> dict[str, Any]:
+        """`extra_output` of a run whose stored results are reused (`saved`: its output),
+        with what this run read itself."""
+        ...
+
 
 class CoreFamily:
     """AgentWorkItem and/or EventLogFile, reconciled into one action each (SPEC §3.3)."""
@@ -73,6 +78,9 @@ class CoreFamily:
         return store.bad_log_files(day_floor(window[0]), window[1])
 
     def extra_output(self, audit: WindowAudit) -> dict[str, Any]:
+        return {}
+
+    def extra_output_reused(self, saved: dict[str, Any]) -> dict[str, Any]:
         return {}
 
 
@@ -115,6 +123,12 @@ class Data360Family:
                 **d360_engine.unmetered_counts(audit.actions),
             }
         }
+
+
+    def extra_output_reused(self, saved: dict[str, Any]) -> dict[str, Any]:
+        """The stored unmetered counts, beside the objects this run's discovery read."""
+        counts = {k: v for k, v in dict(saved.get("data360") or {}).items() if k != "objects"}
+        return {"data360": {"objects": self._d360.schema.as_json(), **counts}}
 
 
 def source_quality(store: Store, window: Window, sources: list[str]) -> SourceQuality:

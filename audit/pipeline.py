@@ -173,9 +173,7 @@ def _sync_and_audit(
         result = _audit_primary(run, primary, window, client)
     if result.output["totals"]["actions"] == 0:
         result.hint = empty_window_hint(run.store, run.cfg, client, window)
-    if others and reused is not None:
-        _reuse_side_by_side(run, result, primary, reused)
-    elif others:
+    if others:  # never stored: audited anew beside the primary, reused or not
         _add_side_by_side(run, result, primary, others, window)
     if any(f.reads_vendor_view for f in families):
         _add_vendor_view(run, client, result)
@@ -276,6 +274,7 @@ def _reuse_primary(
             "budget": {**budget, "alerts_failed": alerts_failed},
             "pricing": what_if.as_json(),
             "sync": family.source.sync_counts(),
+            **family.extra_output_reused(found.summary),
         }
     )
     analysis_json = {
@@ -298,17 +297,6 @@ def _reuse_primary(
         fail_on_reason=fail_on,
         reused=note,
     )
-
-
-def _reuse_side_by_side(run: _Run, result: RunResult, primary: Family, found: reuse.Reuse) -> None:
-    """The other families' blocks of the stored run beside this run's primary block."""
-    blocks = {
-        name: {**block, "run_id": run.run_id}
-        for name, block in (found.summary.get("sources") or {}).items()
-    }
-    blocks[primary.source.family] = {k: v for k, v in result.output.items() if k != "sources"}
-    result.output["sources"] = blocks
-    run.store.merge_run_summary(run.run_id, sources=blocks)
 
 
 def _commit_decisions(run: _Run, audit: WindowAudit, channel_names: list[str]) -> Decisions:

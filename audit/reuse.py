@@ -10,7 +10,7 @@ the window may have grown by holds nothing a recomputation would read or rewrite
 row, a closing Case, a bad record or file, an action or open finding left by a wider run),
 the stored results are exactly what recomputing would give — so the run reuses them
 ("0 days recomputed") and only decides budgets and alerts anew, as `now` moves. Families
-audited side by side are not reused: their blocks are not stored results.
+audited side by side are never stored results: they are audited anew beside it.
 """
 
 from __future__ import annotations
@@ -118,9 +118,6 @@ def reusable(store: Store, cfg: Config, window: Window, *, sandbox: bool) -> Reu
         return None
     if found.get("settings") != settings_fingerprint(cfg, sandbox=sandbox):
         return None
-    kinds = set(cfg.source.kinds)
-    if "data360" in kinds and kinds & {"agentworkitem", "eventlogfile"}:
-        return None  # families side by side: the other blocks are not stored results
     stored = found.get("window_exact")
     if not isinstance(stored, list) or len(stored) != 2:
         return None  # a basis from before the exact window was kept

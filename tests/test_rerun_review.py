@@ -403,11 +403,6 @@ def _row(record_id: str, started_at: str, tokens: int) -> AwiRecord:
     }  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open hole, fix outside audit/reuse.py + audit/store/basis.py: Sources.commit "
-    "records the days of a page's rows, not the days the rows it replaces or drops were on",
-)
 def test_days_to_recompute_keeps_the_day_a_row_moved_from(tmp_path: Path) -> None:
     """A corrected start time moves a record from 10-02 to 10-06: the stored action of 10-02
     is gone from what the rows give now, so 10-02 must be recomputed (its daily usage, its
@@ -453,11 +448,6 @@ def test_a_data360_rerun_ends_as_a_recomputation_would(
         twins.assert_same()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open hole, fix in audit/pipeline.py _reuse_primary: the data360 block (objects "
-    "read) is copied from the stored run instead of this run's discovery",
-)
 def test_a_data360_rerun_names_the_objects_it_read(
     tmp_path: Path, both_snapshot: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -166,13 +166,36 @@ class Sources(Quality, Basis):
         that changes a stored source row raises the store's inputs version with it."""
         with self.transaction():
             before = self._total_changes()
+            moved_from = self._stored_days(page)
             self._commit_rows(page)
             if self._total_changes() != before:
-                self._inputs_changed(_days_of(page))
+                self._inputs_changed(_days_of(page) | moved_from)
             if page.log_file is not None:
                 self._upsert("elf_files", [self._log_file_row(page.log_file)], "id")
             if page.state is not None:
                 self._write_sync_state(page.source, page.state, page.run_id)
+
+    def _stored_days(self, page: Page) -> set[str]:
+        """The days the page's records are stored on now: a record the page moves to
+        another day, or drops as bad, changes the day it leaves too."""
+        bad = [b["record_id"] for b in page.bad_records if b["record_id"]]
+        keyed = (
+            ("awi_records", "id", [r["id"] for r in page.awi_records], "agentworkitem"),
+            (
+                "elf_events",
+                "request_id",
+                [e["request_id"] for e in page.log_events],
+                "eventlogfile",
+            ),
+            ("d360_events", "id", [e["id"] for e in page.d360_events], "data360"),
+        )
+        days: set[str] = set()
+        for table, key, ids, source in keyed:
+            sql = f"SELECT DISTINCT substr(started_at, 1, 10) FROM {table} WHERE {key} IN "
+            wanted = {*ids, *bad} if page.source == source else set(ids)
+            for marks, chunk in in_lists(sorted(wanted)):
+                days.update(d for (d,) in self._tuples(f"{sql}({marks})", chunk) if d)
+        return days
 
     def _commit_rows(self, page: Page) -> None:
         """The page's source rows and bad records (what an audit reads)."""
