@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import select
 import signal
 import subprocess
@@ -12,8 +13,6 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-
-import re
 
 import pytest
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES
