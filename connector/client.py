@@ -151,7 +151,7 @@ class SalesforceClient:
             except GeneratorExit:  # the caller stopped reading: the page is not wanted
                 following.cancel()
                 raise
-            page = self._decoded(following.result(), str(next_url))
+            page = following.result()
 
     def query_all(self, soql: str) -> list[dict[str, Any]]:
         return [r for page in self.query_pages(soql) for r in page]
@@ -212,30 +212,12 @@ class SalesforceClient:
 
         return self._call(attempt)
 
-    def _page_call(self, path: str) -> Callable[[], bytes]:
-        """The request for the page a query's nextRecordsUrl points at: the body, decoded
-        by the caller (the worker thread only waits; decoding would hold the GIL the sync
-        works with)."""
-        return lambda: self._call(lambda _: self._get_body(path))
-
-    def _decoded(self, body: bytes, path: str) -> Any:
-        """A page's JSON; a body that is not JSON (a transient fault) is requested again
-        under the retry policy, as `_get_json` would have retried it."""
-        try:
-            return json.loads(body)
-        except ValueError:
-            return self._call(lambda _: self._get_json(path))
+    def _page_call(self, path: str) -> Callable[[], Any]:
+        """The request for the page a query's nextRecordsUrl points at."""
+        return lambda: self._call(lambda _: self._get_json(path))
 
     def _get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
         """One GET of a REST resource under the instance URL, its JSON body decoded."""
-        url = f"{self._token.instance_url if self._token else ''}{path}"
-        try:
-            return json.loads(self._get_body(path, params))
-        except ValueError:
-            raise SalesforceError(f"Salesforce answered {_path_of(url)} with no JSON") from None
-
-    def _get_body(self, path: str, params: dict[str, str] | None = None) -> bytes:
-        """One GET of a REST resource under the instance URL: its body, after a 200."""
         assert self._token is not None
         url = f"{self._token.instance_url}{path}"
         headers = {"Authorization": f"Bearer {self._token.access_token}"}
@@ -246,7 +228,10 @@ class SalesforceClient:
         self._note_usage(resp.headers.get("Sforce-Limit-Info"))
         if resp.status_code != 200:
             raise _error_from_body(resp.status_code, _json_or_text(resp), url)
-        return resp.content
+        try:
+            return json.loads(resp.content)
+        except ValueError:
+            raise SalesforceError(f"Salesforce answered {_path_of(url)} with no JSON") from None
 
     # -- the retry loop -------------------------------------------------------------------
     def _call(self, fn: Callable[[Salesforce], T]) -> T:
