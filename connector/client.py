@@ -1,10 +1,6 @@
 """The REST client of one org: describe and REST actions through simple-salesforce, query
 pages and LogFile bodies with httpx — every request under `connector.transport`'s policy.
 
-Requests go out one at a time (a lock), from the caller's thread or from the client's one
-worker thread, which makes the next request of a sync (`ahead`) while the caller works on
-the last answer; `close` stops and joins that thread.
-
 simple-salesforce's, requests' and httpx's exceptions stop here: callers see only
 `connector.errors`.
 """
@@ -13,9 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any, TypeVar, cast
 from urllib.parse import quote
@@ -36,11 +30,9 @@ from connector.errors import (
 )
 from connector.transport import TRANSIENT_CODES, call_with_retries, first_error, network_error
 
-__all__ = ["SalesforceClient", "ApiUsage", "WORKER_NAME"]
+__all__ = ["SalesforceClient", "ApiUsage"]
 
 T = TypeVar("T")
-#: the name (prefix) of the client's worker thread
-WORKER_NAME = "awu-sync-ahead"
 
 
 @dataclass
@@ -78,11 +70,6 @@ class SalesforceClient:
         self.api_calls = 0
         self.usage: ApiUsage | None = None
         self._sf_usage_seen: object = None
-        #: one request at a time, whichever thread makes it (token, usage and counters
-        #: are shared; a renewal must not race another request)
-        self._lock = threading.RLock()
-        self._closing = threading.Event()
-        self._worker: ThreadPoolExecutor | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def connect(self) -> Token:
@@ -96,21 +83,8 @@ class SalesforceClient:
         return self._token
 
     def close(self) -> None:
-        """Stop the worker thread (a download in flight stops at its next chunk, a backoff
-        at once; a request in flight ends within the transport's timeout), then the
-        connections. The worker never outlives this call."""
-        self._closing.set()
-        if self._worker is not None:
-            self._worker.shutdown(wait=True, cancel_futures=True)
         self._http.close()
         self._session.close()
-
-    def ahead(self, fn: Callable[[], T]) -> Future[T]:
-        """Run `fn` (requests through this client) in the client's one worker thread, so
-        the caller can work meanwhile; its result, or its error, comes from the future."""
-        if self._worker is None:
-            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=WORKER_NAME)
-        return self._worker.submit(fn)
 
     def __enter__(self) -> SalesforceClient:
         return self
@@ -131,27 +105,18 @@ class SalesforceClient:
         """Yield the result one page at a time, following nextRecordsUrl; each page request
         is retried on its own, so a fault mid-way does not restart the query.
 
-        The next page is requested in the worker thread while the caller works on this one
-        (one page ahead, no more); its failure is raised when the caller asks for it, where
-        requesting it then would have raised. Pages come through httpx like LogFile bodies,
-        not simple-salesforce: its per-page path (requests, an OrderedDict per record) cost
-        more than the rest of the sync."""
+        Pages come through httpx like LogFile bodies, not simple-salesforce: its per-page
+        path (requests, an OrderedDict per record) cost more than the rest of the sync."""
         page = self._call(lambda _: self._get_json(f"{self.base_path}/query", {"q": soql}))
         while True:
             records = page.get("records", [])
             for record in records:
                 record.pop("attributes", None)
+            yield records
             next_url = page.get("nextRecordsUrl")
             if page.get("done", True) or not next_url:
-                yield records
                 return
-            following = self.ahead(self._page_call(str(next_url)))
-            try:
-                yield records
-            except GeneratorExit:  # the caller stopped reading: the page is not wanted
-                following.cancel()
-                raise
-            page = following.result()
+            page = self._call(self._page_at(str(next_url)))
 
     def query_all(self, soql: str) -> list[dict[str, Any]]:
         return [r for page in self.query_pages(soql) for r in page]
@@ -194,8 +159,6 @@ class SalesforceClient:
                         resp.read()
                         raise _error_from_body(resp.status_code, _json_or_text(resp), url)
                     for chunk in resp.iter_bytes(65536):
-                        if self._closing.is_set():
-                            raise ClientClosed(url)
                         sink.write(chunk)
                         digest.update(chunk)
                         size += len(chunk)
@@ -212,9 +175,9 @@ class SalesforceClient:
 
         return self._call(attempt)
 
-    def _page_call(self, path: str) -> Callable[[], Any]:
+    def _page_at(self, path: str) -> Callable[[Salesforce], Any]:
         """The request for the page a query's nextRecordsUrl points at."""
-        return lambda: self._call(lambda _: self._get_json(path))
+        return lambda _: self._get_json(path)
 
     def _get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
         """One GET of a REST resource under the instance URL, its JSON body decoded."""
@@ -237,25 +200,17 @@ class SalesforceClient:
     def _call(self, fn: Callable[[Salesforce], T]) -> T:
         """Run one request under the transport policy: the session renewed once when the
         org refuses it, transient failures backed off, the API reserve checked first."""
-        with self._lock:
-            if self._closing.is_set():
-                raise ClientClosed("no request after close")
-            if self._sf is None:
-                self.connect()
-            return call_with_retries(
-                lambda: self._once(fn),
-                refresh=self.connect,
-                sync=self._cfg.sync,
-                service="Salesforce",
-                refused="Salesforce refused a freshly issued token (INVALID_SESSION_ID): "
-                "check the connected app's session policies and the user's API access",
-                sleep=self._sleep or self._backoff,
-            )
-
-    def _backoff(self, seconds: float) -> None:
-        """Wait before a retry — cut short by `close`, which then ends the request."""
-        if self._closing.wait(seconds):
-            raise ClientClosed("closed while backing off")
+        if self._sf is None:
+            self.connect()
+        return call_with_retries(
+            lambda: self._once(fn),
+            refresh=self.connect,
+            sync=self._cfg.sync,
+            service="Salesforce",
+            refused="Salesforce refused a freshly issued token (INVALID_SESSION_ID): "
+            "check the connected app's session policies and the user's API access",
+            sleep=self._sleep,
+        )
 
     def _once(self, fn: Callable[[Salesforce], T]) -> T:
         self._check_reserve()
@@ -290,11 +245,6 @@ class SalesforceClient:
                 f"({self.usage.used}/{self.usage.total} used), below the {reserve:g}% reserve "
                 "kept for the org's own integrations (sync.api_reserve_pct); the next run resumes"
             )
-
-
-class ClientClosed(Exception):
-    """Internal: the client was closed while its worker thread was still at a request (the
-    run is ending on another error); no retry, nobody reads it."""
 
 
 def _translate(fn: Callable[[Salesforce], T], sf: Salesforce) -> T:

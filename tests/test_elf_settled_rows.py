@@ -10,12 +10,10 @@ import csv
 import hashlib
 import io
 import sqlite3
-from collections.abc import Callable
-from concurrent.futures import Future
 from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 import pytest
 
@@ -24,7 +22,6 @@ from connector.config import ConnectorConfig
 from connector.core.eventlogfile import EventLogFileSync
 from connector.logfiles import ELF_COLUMNS, BadLogFile, parse_logfile
 
-T = TypeVar("T")
 DAY = "2026-10-06T00:00:00.000Z"
 DAILY, HOURLY, TORN = "0ATD00000000001AAA", "0ATH00000000001AAA", "0ATT00000000001AAA"
 
@@ -93,13 +90,6 @@ class _Org:
         body = BODIES[file_id]
         sink.write(body)
         return len(body), hashlib.sha256(body).hexdigest()
-
-    def ahead(self, fn: Callable[[], T]) -> Future[T]:
-        """The next download, made at once (the real client's worker thread is not the
-        point here)."""
-        future: Future[T] = Future()
-        future.set_result(fn())
-        return future
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ LogDates no earlier sync covered and never move the CreatedDate cursor.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -18,7 +19,6 @@ from typing import Any
 from connector.checks import BadValue, check_count, check_datetime, shown
 from connector.client import SalesforceClient
 from connector.config import ConnectorConfig
-from connector.core.downloads import DownloadsAhead
 from connector.errors import SalesforceError
 from connector.intervals import Interval, merge_intervals, subtract_intervals
 from connector.logfiles import BadLogFile, LogRow, parse_logfile
@@ -68,7 +68,6 @@ class EventLogFileSync:
         #: LogDate day that held it, for rows read this run
         self._seen: dict[str, tuple[str, int, str]] = {}
         self._seen_day: str | None = None
-        self._ahead = DownloadsAhead(self.client, ())
 
     def sync(self, sink: SyncSink, window: Window | None) -> None:
         state = sink.sync_state(SOURCE) or {}
@@ -109,31 +108,22 @@ class EventLogFileSync:
         for rec in due:
             files.setdefault(str(rec["Id"]), rec)
         files = self._well_listed(sink, files)
-        self._read_files(sink, files, {str(r["Id"]) for r in due})
+        # newest first, a LogDate day at a time: a row already read from a newer file of
+        # its day is not written again (half the rows: Hourly and Daily files overlap)
+        ordered = sorted(files.values(), key=_file_order, reverse=True)
+        due_ids = {str(r["Id"]) for r in due}
+        for n, rec in enumerate(ordered, 1):
+            day = str(rec.get("LogDate") or "")[:10]
+            if day != self._seen_day:
+                self._seen_day, self._seen = day, {}
+            self._process_file(sink, rec, due_ids)
+            self.progress("EventLogFiles", n, len(ordered))
+        self._seen = {}
         state = {**(sink.sync_state(SOURCE) or state), "since_bound": state["since_bound"]}
         if newest:
             state["created_cursor"] = newest
         state["covered"] = merge_intervals([*state.get("covered", []), *todo])
         sink.commit(Page(SOURCE, self.run_id, state=state))
-
-    def _read_files(self, sink: SyncSink, files: dict[str, dict[str, Any]], due: set[str]) -> None:
-        """Newest first, a LogDate day at a time: a row already read from a newer file of its
-        day is not written again (half the rows: Hourly and Daily files overlap). The next
-        file's download runs while this one is parsed and committed."""
-        ordered = sorted(files.values(), key=_file_order, reverse=True)
-        self._ahead = DownloadsAhead(
-            self.client, [(str(r["Id"]), _length(r)) for r in ordered if _to_read(sink, r, due)]
-        )
-        try:
-            for n, rec in enumerate(ordered, 1):
-                day = str(rec.get("LogDate") or "")[:10]
-                if day != self._seen_day:
-                    self._seen_day, self._seen = day, {}
-                self._process_file(sink, rec, due)
-                self.progress("EventLogFiles", n, len(ordered))
-        finally:
-            self._ahead.discard()
-            self._seen = {}
 
     def _base_query(self) -> tuple[str, str]:
         described = {
@@ -202,7 +192,7 @@ class EventLogFileSync:
     def _process_file(self, sink: SyncSink, rec: dict[str, Any], due: set[str]) -> None:
         file_id = str(rec["Id"])
         created = format_iso_ms(parse_sf_datetime(rec["CreatedDate"]))
-        if not _to_read(sink, rec, due):
+        if sink.log_file_created(file_id) == created and file_id not in due:
             self.skipped += 1
             return
         try:
@@ -293,11 +283,9 @@ class EventLogFileSync:
         copy whatever this one holds (good, or bad), so its values are not checked."""
         sequence = _sequence(rec)
         seen, key = self._seen, (created, sequence, file_id)
-        body = self._ahead.take(file_id, expected)
-        with body.file as tmp:
-            size, sha = body.size, body.sha
+        with tempfile.TemporaryFile() as tmp:
+            size, sha = self.client.download_logfile(file_id, tmp, expected_size=expected)
             self.downloaded += 1
-            self._ahead.start_next()
             if declared is not None and size != declared:
                 why = f"body of {size} bytes where LogFileLength says {declared}"
                 return _FileRead([], [], size, sha, why, retryable=True)
@@ -338,14 +326,6 @@ class _FileRead:
     retryable: bool = False
     #: rows read no further than REQUEST_ID: a newer file of their day already gave it
     settled: int = 0
-
-
-def _to_read(sink: SyncSink, rec: dict[str, Any], due: set[str]) -> bool:
-    """Whether the file is downloaded: new, re-published (a later CreatedDate), or a bad
-    file due another reading."""
-    file_id = str(rec["Id"])
-    created = format_iso_ms(parse_sf_datetime(rec["CreatedDate"]))
-    return file_id in due or sink.log_file_created(file_id) != created
 
 
 def _length(rec: dict[str, Any]) -> int | None:
