@@ -1,7 +1,9 @@
 """The nightly schedule: one audit job on `[schedule] cron` (APScheduler 3.x).
 
 At most one run at a time, missed runs coalesced into one, each run's outcome logged as
-one line, and SIGTERM/SIGINT let the current run finish before the process exits.
+one line, and SIGTERM/SIGINT let the current run finish before the process exits. Every
+line is `progress.log_line`'s (ISO time, level, message), as `audit run` logs when piped:
+a finished run at INFO, a failed one at ERROR, a stop signal at WARNING.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from apscheduler.triggers.cron import CronTrigger
 from audit.config import Config, ScheduleConfig
 from audit.engine.alerts import one_line
 from audit.errors import KNOWN_ERRORS, ConfigError
+from audit.progress import log_line
 
 __all__ = ["JOB_ID", "make_trigger", "add_audit_job", "run_job_logged", "run_scheduled"]
 
@@ -81,17 +84,18 @@ def make_trigger(schedule: ScheduleConfig) -> CronTrigger:
 
 
 def run_job_logged(job: Callable[[], str], log: Callable[[str], None]) -> None:
-    """Run the job once and log its outcome as one line; never raises an Exception, so
-    the scheduler keeps running and the next night runs."""
+    """Run the job once and log its outcome as one line (INFO, or ERROR when it failed);
+    never raises an Exception, so the scheduler keeps running and the next night runs."""
     try:
         summary = job()
     except KNOWN_ERRORS as exc:
-        log(f"audit run failed: {one_line(str(exc))}")
+        log(log_line("ERROR", f"audit run failed: {one_line(str(exc))}"))
     except Exception as exc:  # logged as one line; the next scheduled run still happens
         detail = one_line(str(exc))
-        log(f"audit run failed: {type(exc).__name__}" + (f": {detail}" if detail else ""))
+        failed = f"audit run failed: {type(exc).__name__}" + (f": {detail}" if detail else "")
+        log(log_line("ERROR", failed))
     else:
-        log(one_line(summary))
+        log(log_line("INFO", one_line(summary)))
 
 
 def add_audit_job(
@@ -143,7 +147,7 @@ def run_scheduled(
     """
     trigger = make_trigger(cfg.schedule)
     if once:
-        log(one_line(job()))
+        log(log_line("INFO", one_line(job())))
         return
     tz = trigger.timezone
     sched = scheduler or BackgroundScheduler(timezone=tz)
@@ -159,8 +163,11 @@ def run_scheduled(
     first = now if run_now else trigger.get_next_fire_time(None, now)
     when = first.astimezone(tz).isoformat(timespec="seconds") if first else "never"
     log(
-        f"awu-audit scheduler started: cron {cfg.schedule.cron!r} "
-        f"({cfg.schedule.timezone}); next run {when}"
+        log_line(
+            "INFO",
+            f"awu-audit scheduler started: cron {cfg.schedule.cron!r} "
+            f"({cfg.schedule.timezone}); next run {when}",
+        )
     )
 
     _serve_until_signalled(sched, log)
@@ -190,10 +197,11 @@ def _serve_until_signalled(sched: BaseScheduler, log: Callable[[str], None]) -> 
         while sched.running and not received:
             time.sleep(0.1)
         if received:
-            log(f"awu-audit scheduler: {received[0]} received; stopping after the current run")
+            stopping = f"{received[0]} received; stopping after the current run"
+            log(log_line("WARNING", f"awu-audit scheduler: {stopping}"))
             if sched.running:
                 sched.shutdown(wait=True)
-            log("awu-audit scheduler stopped")
+            log(log_line("INFO", "awu-audit scheduler stopped"))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

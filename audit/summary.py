@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from audit.engine.findings import KIND_LABELS
 from audit.pipeline import RunResult
 from audit.progress import log_line
 
@@ -94,11 +95,13 @@ def print_summary(
     )
 
     table = Table(title="Findings", show_lines=False)
+    table.add_column("finding")
     table.add_column("kind")
     table.add_column("count", justify="right")
     table.add_column("wasted AWU", justify="right")
     for kind, v in out["findings"].items():
-        table.add_row(kind, f"{v['count']:,}", f"{v['wasted_awu']:,.1f}")
+        label = KIND_LABELS.get(kind, kind)
+        table.add_row(label, kind, f"{v['count']:,}", f"{v['wasted_awu']:,.1f}")
     con.print(table)
 
     if result.top_findings:

@@ -128,6 +128,13 @@ def _bounded(
 
 def check_count(value: Any, field: str, *, required: bool, bound: int) -> int | None:
     """A token count: a finite whole number in [0, bound]."""
+    kind = type(value)  # the common case first: a JSON number already in range
+    if kind is float and 0 <= value <= bound and value.is_integer():
+        return int(value)
+    if kind is int and 0 <= value <= bound:
+        return value  # type: ignore[no-any-return]  # an int, as `kind` says
+    if kind is str and value.isdigit() and value.isascii() and int(value) <= bound:
+        return int(value)  # plain digits (log files)
     number = _bounded(value, field, required=required, bound=bound)
     if number is None:
         return None
@@ -139,6 +146,17 @@ def check_count(value: Any, field: str, *, required: bool, bound: int) -> int | 
 
 def check_amount(value: Any, field: str, *, required: bool, bound: float) -> float | None:
     """A reported AWU (or usage quantity): a finite number in [0, bound]."""
+    kind = type(value)  # the common cases first: NaN and inf fail the comparisons
+    if kind is float and 0 <= value <= bound:
+        return value  # type: ignore[no-any-return]  # a float, as `kind` says
+    if kind is str and value[:1].isdigit():  # text such as "1.0" (log files)
+        try:
+            quick = float(value)
+        except ValueError:
+            pass
+        else:
+            if 0 <= quick <= bound:
+                return quick
     number = _bounded(value, field, required=required, bound=bound)
     return None if number is None else float(number)
 
@@ -167,8 +185,12 @@ def check_datetime(value: Any, field: str, *, required: bool) -> str | None:
         in_range = False
     if not in_range:
         raise BadValue("implausible_datetime", field, value)
-    if isinstance(value, str) and len(text) == 24 and text[19] == "." and text[-1] == "Z":
-        return text  # already the canonical form (log files): skip formatting
+    if isinstance(value, str) and text[10:11] == "T" and text[19:20] == ".":
+        # the two wire shapes, valid (parsed above) and in range: no formatting needed
+        if len(text) == 24 and text[-1] == "Z":
+            return text  # 2026-10-06T14:03:22.123Z (log files)
+        if len(text) == 28 and text.endswith("+0000"):
+            return text[:23] + "Z"  # 2026-10-06T14:03:22.000+0000 (records)
     return format_iso_ms(dt)
 
 
@@ -182,7 +204,7 @@ def check_id(value: Any, field: str, *, required: bool) -> str | None:
     text = value.strip()
     if len(text) not in (15, 18) or not (text.isascii() and text.isalnum()):
         raise BadValue("bad_id", field, value)
-    return to_18(text)
+    return text if len(text) == 18 else to_18(text)  # (record Ids are unique: no cache)
 
 
 def check_text(value: Any, field: str) -> str | None:

@@ -140,9 +140,10 @@ def _row(
     started_at: str | None = None
     try:
         # undecodable bytes first: whatever column they sit in, that is what is wrong
-        for i, value in enumerate(row):
-            if not value.isascii():
-                check_text(value, _name_at(index, i))
+        if not "".join(row).isascii():
+            for i, value in enumerate(row):
+                if not value.isascii():
+                    check_text(value, _name_at(index, i))
         started = _get(row, index, "TIMESTAMP_DERIVED")
         started_at = check_datetime(started, "TIMESTAMP_DERIVED", required=True)
         if len(row) != width:
@@ -166,29 +167,49 @@ def _name_at(index: dict[str, int], i: int) -> str:
     return next((name for name, at in index.items() if at == i), f"column {i + 1}")
 
 
-def _event(row: list[str], index: dict[str, int], bound: int) -> dict[str, Any]:
-    def get(name: str) -> str | None:
-        return _get(row, index, name)
+#: the columns an event is made of, in the order _event checks them
+_EVENT_COLUMNS = (
+    "REQUEST_ID",
+    "WORK_ITEM_ID",
+    "SESSION_KEY",
+    "USER_ID",
+    "AGENT_ID",
+    "ACTION_NAME",
+    "ACTION_TYPE",
+    "CHANNEL",
+    "STATUS",
+    "PROMPT_TOKENS",
+    "COMPLETION_TOKENS",
+    "TOTAL_TOKENS",
+    "AWU_COUNT",
+)
 
-    request_id = get("REQUEST_ID")
-    if request_id is None:
+
+def _event(row: list[str], index: dict[str, int], bound: int) -> dict[str, Any]:
+    """The row (as wide as the header) as an event in logical names, values checked."""
+    # one pass over the columns (an absent column reads as empty), then the checks in order
+    (request_id, work_item, session, user, agent, action, action_type, channel, status,
+     prompt, completion, total, awu) = [
+        row[i].strip() if i is not None else "" for i in map(index.get, _EVENT_COLUMNS)
+    ]  # fmt: skip
+    if not request_id:
         raise BadValue("missing", "REQUEST_ID", "")
     return {
         "request_id": request_id,
-        "work_item_id": check_id(get("WORK_ITEM_ID"), "WORK_ITEM_ID", required=False),
-        "session_id": get("SESSION_KEY"),
-        "user_id": check_id(get("USER_ID"), "USER_ID", required=False),
-        "agent_id": check_id(get("AGENT_ID"), "AGENT_ID", required=False),
-        "action_name": get("ACTION_NAME"),
-        "action_type": get("ACTION_TYPE"),
-        "channel": get("CHANNEL") or "Text",
-        "status": get("STATUS") or "Success",
+        "work_item_id": check_id(work_item or None, "WORK_ITEM_ID", required=False),
+        "session_id": session or None,
+        "user_id": check_id(user or None, "USER_ID", required=False),
+        "agent_id": check_id(agent or None, "AGENT_ID", required=False),
+        "action_name": action or None,
+        "action_type": action_type or None,
+        "channel": channel or "Text",
+        "status": status or "Success",
         "prompt_tokens": check_count(
-            get("PROMPT_TOKENS"), "PROMPT_TOKENS", required=False, bound=bound
+            prompt or None, "PROMPT_TOKENS", required=False, bound=bound
         ),
         "completion_tokens": check_count(
-            get("COMPLETION_TOKENS"), "COMPLETION_TOKENS", required=False, bound=bound
+            completion or None, "COMPLETION_TOKENS", required=False, bound=bound
         ),
-        "tokens": check_count(get("TOTAL_TOKENS"), "TOTAL_TOKENS", required=True, bound=bound),
-        "reported_awu": check_amount(get("AWU_COUNT"), "AWU_COUNT", required=False, bound=bound),
+        "tokens": check_count(total or None, "TOTAL_TOKENS", required=True, bound=bound),
+        "reported_awu": check_amount(awu or None, "AWU_COUNT", required=False, bound=bound),
     }

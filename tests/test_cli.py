@@ -130,6 +130,8 @@ def test_schedule_once_runs_the_job_and_exits(config_path: Path) -> None:
     proc = invoke("schedule", "--config", str(config_path), "--once")
     assert proc.exit_code == 0, proc.stderr
     assert "ok:" in proc.stderr and "actions" in proc.stderr
+    # the nightly job's log line carries a time and a level, like `audit run` piped
+    assert re.match(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z INFO run \S+ ok: ", proc.stderr), proc.stderr
 
 
 def test_demo_on_the_data360_source(tmp_path: Path) -> None:

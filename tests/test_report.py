@@ -129,7 +129,7 @@ def test_markdown_holds_the_run_summary_and_html_holds_the_markdown(
     assert missing == [], missing[:10]
     for section in ("Summary", "Budget", "Daily spend by agent", "Recomputed vs reported",
                     "Findings and waste", "Tokens per action", "Conversation lengths",
-                    "Pricing models", "Every finding", "Data quality", "Method"):
+                    "Pricing models", "Findings, costliest first", "Data quality", "Method"):
         assert f"<h2>{section}</h2>" in page, section
     assert len(page) < 1_500_000
     assert not re.search(r"""(src|href)=["']https?:""", page)  # nothing from the network

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import select
 import signal
 import subprocess
@@ -26,6 +27,17 @@ from tests.helpers import wait_until
 
 UTC = timezone.utc
 REPO = Path(__file__).resolve().parents[1]
+#: `audit run`'s piped log line: ISO time (UTC), level, message
+LOG_LINE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z) (INFO|WARNING|ERROR) (\S.*)$")
+
+
+def _logged(line: str) -> tuple[str, str]:
+    """(level, message) of one scheduler log line; fails unless it has a time and level."""
+    m = LOG_LINE.match(line)
+    assert m is not None, f"not a timestamped log line: {line!r}"
+    when = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs(datetime.now(UTC) - when) < timedelta(minutes=5), line  # the time it was logged
+    return m.group(2), m.group(3)
 
 
 def _fire_times(cron: str, tz: str, start: datetime, n: int) -> list[datetime]:
@@ -121,7 +133,7 @@ def test_missed_runs_are_coalesced_into_one(scheduler: BackgroundScheduler) -> N
     # … and shutdown(wait=True) returns once every run it handed over is done: a missed
     # time not coalesced away would have run by then
     scheduler.shutdown(wait=True)
-    assert len(calls) == 1 and logs == ["run ok"]
+    assert len(calls) == 1 and [_logged(line) for line in logs] == [("INFO", "run ok")]
 
 
 def test_a_long_run_is_never_started_twice(scheduler: BackgroundScheduler) -> None:
@@ -169,17 +181,17 @@ def test_a_failing_run_is_one_line_and_the_schedule_continues(scheduler: Backgro
     add_audit_job(scheduler, job, trigger=IntervalTrigger(seconds=0.1), misfire_grace_s=60, log=logs.append)
     scheduler.start()
     wait_until(lambda: len(logs) >= 3)
-    assert logs[:3] == [
-        "audit run failed: another run holds the lock on /x.db",
-        "audit run failed: RuntimeError: boom second line",
-        "run ok: 12 actions",
+    assert [_logged(line) for line in logs[:3]] == [
+        ("ERROR", "audit run failed: another run holds the lock on /x.db"),
+        ("ERROR", "audit run failed: RuntimeError: boom second line"),
+        ("INFO", "run ok: 12 actions"),
     ]
 
 
 def test_once_runs_the_job_now_and_returns() -> None:
     logs: list[str] = []
     run_scheduled(Config(), lambda: "run ok: 3 actions", once=True, log=logs.append)
-    assert logs == ["run ok: 3 actions"]
+    assert [_logged(line) for line in logs] == [("INFO", "run ok: 3 actions")]
 
 
 # --- signals ---------------------------------------------------------------------------------
@@ -250,10 +262,12 @@ def test_a_signal_lets_the_current_run_finish_then_exits_0(tmp_path: Path, sig: 
             proc.kill()
     assert proc.returncode == 0, err
     assert marker.read_text() == "finished"
-    lines = head + out.splitlines()
-    assert lines[0].startswith("awu-audit scheduler started: cron '0 2 * * *' (Europe/Paris); next run ")
-    assert head[-1] == f"awu-audit scheduler: {sig.name} received; stopping after the current run"
-    assert "run ok: 42 actions" in lines
-    assert lines.index(head[-1]) < lines.index("run ok: 42 actions") < lines.index("awu-audit scheduler stopped")
-    assert lines[-1] == "process exiting"
+    assert out.splitlines()[-1] == "process exiting"  # printed by the script, not logged
+    logged = [_logged(line) for line in head + out.splitlines()[:-1]]
+    assert logged[0][0] == "INFO"
+    assert logged[0][1].startswith("awu-audit scheduler started: cron '0 2 * * *' (Europe/Paris); next run ")
+    stopping = ("WARNING", f"awu-audit scheduler: {sig.name} received; stopping after the current run")
+    assert logged[len(head) - 1] == stopping
+    finished, stopped = ("INFO", "run ok: 42 actions"), ("INFO", "awu-audit scheduler stopped")
+    assert logged.index(stopping) < logged.index(finished) < logged.index(stopped)
     assert "Traceback" not in err

@@ -17,6 +17,7 @@ from audit.engine.model import Action
 
 __all__ = [
     "KINDS",
+    "KIND_LABELS",
     "WASTE_KINDS",
     "KIND_ORDER",
     "SEVERITY",
@@ -42,6 +43,18 @@ KINDS: tuple[str, ...] = (
     "SOURCE_GAP",
     "LONG_CONVERSATION",
 )
+
+#: each kind in words, for people (the run summary, the report); `--json` keeps the codes
+KIND_LABELS: dict[str, str] = {
+    "CEILING_BREACH": "Ceiling breach",
+    "NEAR_CEILING": "Near the ceiling",
+    "RETRY": "Retry",
+    "RETRY_LOOP": "Retry loop",
+    "REDUNDANT_RETRIEVAL": "Redundant retrieval",
+    "AWU_MISMATCH": "AWU mismatch",
+    "SOURCE_GAP": "Source gap",
+    "LONG_CONVERSATION": "Long conversation",
+}
 
 #: the kinds whose wasted AWU was billed for nothing (the others flag risk or mismatch)
 WASTE_KINDS: tuple[str, ...] = ("CEILING_BREACH", "RETRY", "RETRY_LOOP", "REDUNDANT_RETRIEVAL")

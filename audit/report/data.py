@@ -12,7 +12,7 @@ from typing import Any
 from audit.config import Config
 from audit.engine import analysis
 from audit.engine import budget as budget_mod
-from audit.engine.findings import WASTE_KINDS, compute_totals, finding_totals
+from audit.engine.findings import KIND_ORDER, WASTE_KINDS, compute_totals, finding_totals
 from audit.engine.model import format_iso_ms, json_number, parse_sf_datetime
 from audit.engine.pricing import LENGTH_BUCKETS, price_window
 from audit.engine.rules import Finding
@@ -29,7 +29,7 @@ from audit.rounding import round_to_meaning
 from audit.store import Store
 from audit.store.report_queries import StoredWindow
 
-__all__ = ["Window", "build_report", "choose_window"]
+__all__ = ["Window", "build_report", "choose_window", "costliest_first"]
 
 Window = tuple[datetime, datetime]
 
@@ -220,8 +220,17 @@ def _details(
         "conversation_lengths": conversation_lengths(per_session.values(), crossover),
         "length_buckets": _length_buckets(per_session.values()),
         "pricing": {k: v for k, v in pricing.items() if k != "length_distribution"},
-        "findings_list": [_finding_row(f) for f in findings],
+        "findings_list": [_finding_row(f) for f in costliest_first(findings)],
     }
+
+
+def costliest_first(findings: Iterable[Finding]) -> list[Finding]:
+    """Findings by wasted dollars (as shown, to the cent), highest first; ties by kind (in
+    the engine's order), then by key: the order the report's findings table lists them in."""
+    return sorted(
+        findings,
+        key=lambda f: (-round(f.wasted_usd, 2), KIND_ORDER.get(f.kind, len(KIND_ORDER)), f.key),
+    )
 
 
 def _usd_by_kind(findings: Iterable[Finding]) -> dict[str, float]:

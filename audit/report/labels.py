@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from audit.engine.findings import KIND_LABELS  # one map, shared with the run summary
 from audit.engine.model import parse_sf_datetime
 
 __all__ = [
@@ -18,16 +19,6 @@ __all__ = [
     "usd",
 ]
 
-KIND_LABELS: dict[str, str] = {
-    "CEILING_BREACH": "Ceiling breach",
-    "NEAR_CEILING": "Near the ceiling",
-    "RETRY": "Retry",
-    "RETRY_LOOP": "Retry loop",
-    "REDUNDANT_RETRIEVAL": "Redundant retrieval",
-    "AWU_MISMATCH": "AWU mismatch",
-    "SOURCE_GAP": "Source gap",
-    "LONG_CONVERSATION": "Long conversation",
-}
 KIND_COLOURS: dict[str, str] = {
     "CEILING_BREACH": "#c2413a",
     "NEAR_CEILING": "#e0a339",

@@ -17,7 +17,18 @@ from audit.report.figures import figures
 from audit.report.settings import config_with_settings
 from audit.store import Store
 
-__all__ = ["recorded_config", "render_document", "render_report"]
+__all__ = [
+    "FINDINGS_TABLE_CAP",
+    "findings_table",
+    "recorded_config",
+    "render_document",
+    "render_report",
+]
+
+#: how many findings the HTML and Markdown tables list, the costliest first (a month of a
+#: large org has tens of thousands); the per-kind totals count all of them, the JSON lists
+#: all of them, and `audit export --format csv --table findings` writes all of them
+FINDINGS_TABLE_CAP = 200
 
 
 def render_report(
@@ -29,10 +40,12 @@ def render_report(
     until: datetime | None = None,
     run_id: str | None = None,
     now: datetime | None = None,
+    findings_cap: int | None = None,
 ) -> str:
     """Read one window's report from the store at `store_path` and render it as `fmt`
     (html, md or json). Without `cfg` the rules, prices and budget the run recorded apply
-    (the built-in ones when it recorded none)."""
+    (the built-in ones when it recorded none). The findings table lists the
+    `findings_cap` (default FINDINGS_TABLE_CAP) costliest findings."""
     if not store_path.exists():
         raise StoreError(f"no store at {store_path}; run `audit run` first")
     now = now or datetime.now(timezone.utc)
@@ -40,7 +53,7 @@ def render_report(
         window, run = choose_window(store, since=since, until=until, run_id=run_id, now=now)
         cfg = cfg or recorded_config(store, run)
         doc = build_report(store, cfg, window, run, now=now)
-    return render_document(doc, fmt)
+    return render_document(doc, fmt, findings_cap=findings_cap)
 
 
 def recorded_config(store: Store, run: dict[str, Any] | None) -> Config:
@@ -51,7 +64,27 @@ def recorded_config(store: Store, run: dict[str, Any] | None) -> Config:
     return config_with_settings((summary.get("analysis") or {}).get("settings"))
 
 
-def render_document(doc: dict[str, Any], fmt: str) -> str:
+def findings_table(doc: dict[str, Any], cap: int | None = None) -> dict[str, Any]:
+    """What the findings table lists: the first `cap` findings of the document (they come
+    costliest first), how many there are in all, and the command that exports them all."""
+    cap = FINDINGS_TABLE_CAP if cap is None else max(0, cap)
+    listed: list[dict[str, Any]] = doc["details"]["findings_list"]
+    window = doc["window"]
+    export = (
+        "audit export --format csv --table findings "
+        f"--since {window['since']} --until {window['until']} --out findings.csv"
+    )
+    return {
+        "rows": listed[:cap],
+        "total": len(listed),
+        "capped": len(listed) > cap,
+        "export": export,
+    }
+
+
+def render_document(doc: dict[str, Any], fmt: str, *, findings_cap: int | None = None) -> str:
+    """`doc` as html, md or json; JSON keeps every finding, the other two list the
+    `findings_cap` costliest (default FINDINGS_TABLE_CAP, read at call time)."""
     if fmt == "json":
         return json.dumps(doc, indent=2)
     env = Environment(
@@ -75,6 +108,7 @@ def render_document(doc: dict[str, Any], fmt: str) -> str:
         KIND_LABELS=labels.KIND_LABELS,
         PRICING_LABELS=labels.PRICING_LABELS,
     )
+    table = findings_table(doc, findings_cap)
     if fmt == "html":
-        return env.get_template("report.html.j2").render(doc=doc, charts=figures(doc))
-    return env.get_template("report.md.j2").render(doc=doc)
+        return env.get_template("report.html.j2").render(doc=doc, charts=figures(doc), table=table)
+    return env.get_template("report.md.j2").render(doc=doc, table=table)

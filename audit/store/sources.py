@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any, cast
 
 from audit.engine.model import Case, parse_sf_datetime
@@ -103,6 +104,14 @@ _D360_ROWS_SQL = """
 
 
 def _tuples(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> list[tuple[Any, ...]]:
+    """The rows as tuples of `columns` (an absent key is None)."""
+    rows = rows if isinstance(rows, list | tuple) else list(rows)
+    if len(columns) > 1:
+        get = itemgetter(*columns)  # in C: a sync's pages hold every column
+        try:
+            return [get(r) for r in rows]
+        except KeyError:
+            pass
     return [tuple(r.get(c) for c in columns) for r in rows]
 
 

@@ -95,6 +95,10 @@ class AgentWorkItemSync:
         self._select = ", ".join(
             dict.fromkeys([*self.fields.values(), "CreatedDate", "SystemModstamp"])
         )
+        #: (logical name, API name or None, its check) for every logical field, in order,
+        #: for the token bound it was made for
+        self._plan: list[tuple[str, str | None, Callable[[Any], Any]]] = []
+        self._plan_bound: int | None = None
 
     def sync(self, sink: SyncSink, window: Window | None) -> None:
         state = sink.sync_state(SOURCE) or {}
@@ -199,14 +203,19 @@ class AgentWorkItemSync:
         lower: dict[str, Any] | None = None
         row: dict[str, Any] = {}
         bound = self.cfg.sync.max_tokens_per_action
+        if bound != self._plan_bound:
+            self._plan_bound = bound
+            self._plan = [
+                (logical, self.fields.get(logical), _checker(logical, bound))
+                for logical in AWI_FIELD_DEFAULTS
+            ]
         try:
-            for logical in AWI_FIELD_DEFAULTS:
-                api = self.fields.get(logical)
+            for logical, api, check in self._plan:
                 value = rec.get(api) if api else None
                 if value is None and api and api not in rec:
                     lower = lower or {k.lower(): v for k, v in rec.items()}
                     value = lower.get(api.lower())
-                row[logical] = _logical_value(logical, value, bound)
+                row[logical] = check(value)
             for api, logical in (
                 ("CreatedDate", "created_date"),
                 ("SystemModstamp", "system_modstamp"),
@@ -219,11 +228,17 @@ class AgentWorkItemSync:
         return row  # type: ignore[return-value]  # keys are AWI_FIELD_DEFAULTS' + two
 
 
-def _logical_value(logical: str, value: Any, bound: int) -> Any:
+def _checker(logical: str, bound: int) -> Callable[[Any], Any]:
+    """The check of one logical field's value (free text unless _CHECKS names one)."""
     check = _CHECKS.get(logical)
     if check is not None:
-        return check(value, logical, bound)
-    return check_text(value, logical)
+        return lambda value: check(value, logical, bound)
+    # ASCII text is valid as it is: the check is only called for what may not be
+    return lambda value: (
+        value
+        if value is None or (type(value) is str and value.isascii())
+        else check_text(value, logical)
+    )
 
 
 _CHECKS: dict[str, Callable[[Any, str, int], Any]] = {

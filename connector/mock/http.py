@@ -83,6 +83,8 @@ class MockResponse:
     status: int
     headers: Headers = field(default_factory=Headers)
     body: bytes | Iterator[bytes] = b""
+    #: how many records a query page holds (for the request log), when it is one
+    records: int | None = None
 
     def read(self) -> bytes:
         """The whole body (consumes a streamed body)."""

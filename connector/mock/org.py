@@ -233,12 +233,10 @@ class MockOrg:
             used, total = self.faults.usage()
             response.headers["Sforce-Limit-Info"] = f"api-usage={used}/{total}"
         records = None
-        if (
-            routed.page_no is not None
-            and response.status == 200
-            and isinstance(response.body, bytes)
-        ):
-            records = len(json.loads(response.body).get("records", []))
+        if routed.page_no is not None and response.status == 200:
+            records = response.records  # counted as the page was made: no decoding again
+            if records is None and isinstance(response.body, bytes):
+                records = len(json.loads(response.body).get("records", []))
         self.request_log.append(
             LoggedRequest(req.method, req.path, urlencode(req.query), response.status, records)
         )

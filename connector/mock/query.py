@@ -151,8 +151,10 @@ class QueryPager:
         if locator.tooling:
             payload["queryLocator"] = None if done else f"{locator_id}-{stop}"
             payload["entityTypeName"] = result.table_name
-        payload["records"] = result.render(offset, stop, locator.api_version)
-        return json_response(200, payload)
+        payload["records"] = records = result.render(offset, stop, locator.api_version)
+        response = json_response(200, payload)
+        response.records = len(records)
+        return response
 
 
 def _page_size_for(
