@@ -9,7 +9,7 @@ whatever its order.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from audit.config import PricingConfig, RulesConfig
 from audit.engine.awu import ActionCost, recompute_awu
@@ -70,6 +70,7 @@ def evaluate(
     sandbox: bool = False,
     multi_source: bool = True,
     is_retrieval: Callable[[Action], bool] | None = None,
+    known_fingerprints: Mapping[str, str | None] | None = None,
 ) -> AuditResult:
     """Recompute every action's AWU and derive the SPEC §4 findings.
 
@@ -79,6 +80,8 @@ def evaluate(
 
     `multi_source` is False when only one source is configured (Data 360): no SOURCE_GAP.
     `is_retrieval` decides what REDUNDANT_RETRIEVAL looks at (default: Query/Retrieval type).
+    `known_fingerprints`: the actions' input fingerprints when they are known already (an action
+    read back from the store), by id; the inputs are then not read.
     """
     retrieval = is_retrieval or is_query_or_retrieval
     costs: dict[str, ActionCost] = {}
@@ -116,7 +119,9 @@ def evaluate(
         fp: str | None = None
         if action.source != "elf":
             raw = action.action_input
-            if raw is not None:
+            if known_fingerprints is not None:
+                fp = known_fingerprints.get(action.id)
+            elif raw is not None:
                 if raw in fp_cache:
                     fp = fp_cache[raw]
                 else:

@@ -4,15 +4,15 @@ daily usage, credits of a period, per-day credits, the rows spike detection read
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from audit.engine.model import days_of
-from audit.engine.window import WindowAudit
-from audit.store.db import StoreBase, in_lists
+from audit.engine.awu import ActionCost
+from audit.engine.model import Action, days_of, parse_sf_datetime
+from audit.store.db import StoreBase, in_lists, map_errors
 from audit.store.values import PLAIN, bound, iso, to_db_value
 
-__all__ = ["Actions"]
+__all__ = ["Actions", "ceil_ms"]
 
 ACTION_COLUMNS = (
     "id", "session_id", "agent_id", "agent_name", "action_name", "action_type", "channel",
@@ -32,6 +32,13 @@ _UPSERT_ACTION_SQL = (
     + f" WHERE ({', '.join(f'actions.{c}' for c in ACTION_COLUMNS[1:])}) IS NOT "
     + f"({', '.join(f'excluded.{c}' for c in ACTION_COLUMNS[1:])})"
 )
+# what the audit reads back (`stored_actions_by_session`), whole sessions together
+_READ_BACK_SQL = (
+    "SELECT id, session_id, action_name, action_type, channel, status, tokens, started_at, "
+    "reported_awu, prompt_tokens, completion_tokens, agent_id, agent_name, error_code, "
+    "user_id, case_id, source, elf_tokens, fingerprint FROM actions "
+    "WHERE started_at >= ? AND started_at < ? ORDER BY session_id"
+)
 _IDS_IN_WINDOW_SQL = 'SELECT "id" FROM actions WHERE "started_at" >= ? AND "started_at" < ?'
 
 _DAILY_USAGE_SQL = """
@@ -48,11 +55,15 @@ def _action_tuple(row: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(v if isinstance(v, PLAIN) else to_db_value(v) for v in values)
 
 
-def _action_tuples(audit: WindowAudit, cost_factor: float) -> Iterator[tuple[Any, ...]]:
+def _action_tuples(
+    actions: Iterable[Action],
+    costs: Mapping[str, ActionCost],
+    fingerprints: Mapping[str, str],
+    cost_factor: float,
+) -> Iterator[tuple[Any, ...]]:
     """Each action with its recomputed cost, as a row of ACTION_COLUMNS; dollars times
     `cost_factor` (a sandbox's discount). Tuples straight from the actions: no dict per row."""
-    costs, fingerprints = audit.result.costs, audit.result.fingerprints
-    for a in audit.actions:
+    for a in actions:
         c = costs[a.id]
         yield (
             a.id, a.session_id, a.agent_id, a.agent_name, a.action_name, a.action_type,
@@ -64,14 +75,84 @@ def _action_tuples(audit: WindowAudit, cost_factor: float) -> Iterator[tuple[Any
         )  # fmt: skip
 
 
+def _stored_action(row: tuple[Any, ...]) -> tuple[Action, str | None]:
+    """A row of _READ_BACK_SQL as the action it was written from (its input aside: its
+    fingerprint comes with it), and that fingerprint."""
+    (aid, session, name, atype, channel, status, tokens, started, reported, prompt, completion,
+     agent_id, agent_name, error_code, user, case, source, elf_tokens, fp) = row  # fmt: skip
+    action = Action(
+        id=aid,
+        session_id=session,
+        action_name=name,
+        action_type=atype,
+        channel=channel,
+        status=status,
+        tokens=tokens,
+        started_at=_parse_stored(started),
+        reported_awu=reported,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        agent_id=agent_id,
+        agent_name=agent_name,
+        error_code=error_code,
+        user_id=user,
+        case_id=case,
+        source=source,
+        elf_tokens=elf_tokens,
+    )
+    return action, fp
+
+
+def ceil_ms(value: datetime) -> str:
+    """`value` as stored text, rounded up to the next millisecond when it has finer digits
+    (a window's end taken as the upper bound of a query that keeps everything before it)."""
+    if value.microsecond % 1000:
+        value += timedelta(microseconds=1000 - value.microsecond % 1000)
+    return iso(value)
+
+
+def _parse_stored(text: str) -> datetime:
+    """The store's canonical `YYYY-MM-DDTHH:MM:SS.mmmZ` as aware UTC."""
+    return datetime.fromisoformat(text) if text.endswith("Z") else parse_sf_datetime(text)
+
+
 class Actions(StoreBase):
-    def record_window(self, audit: WindowAudit, *, cost_factor: float = 1.0) -> None:
-        """The audited window's actions replace the stored ones, and the daily usage of
-        its days is summed anew — in one transaction."""
-        days = days_of(audit.window)
-        with self.transaction():
-            self._replace_action_tuples(audit.window, _action_tuples(audit, cost_factor))
-            self.replace_daily_usage(days, self.usage_of_days(days))
+    def replace_actions_of(
+        self,
+        window: tuple[datetime, datetime],
+        actions: Iterable[Action],
+        costs: Mapping[str, ActionCost],
+        fingerprints: Mapping[str, str],
+        *,
+        cost_factor: float = 1.0,
+    ) -> None:
+        """The actions of [start, end) become `actions`, each with its recomputed cost and
+        input fingerprint (dollars times `cost_factor`): a row identical to the stored one
+        is not written; a stored action of the window that is not among them is deleted.
+        Called a chunk of the window at a time, it holds only that chunk's ids."""
+        rows = _action_tuples(actions, costs, fingerprints, cost_factor)
+        self._replace_action_tuples(window, rows)
+
+    def refresh_daily_usage(self, window: tuple[datetime, datetime]) -> None:
+        """Sum the daily usage of the days `window` touches anew from the stored actions."""
+        days = days_of(window)
+        self.replace_daily_usage(days, self.usage_of_days(days))
+
+    def stored_actions_by_session(
+        self, window: tuple[datetime, datetime]
+    ) -> Iterator[tuple[Action, str | None]]:
+        """The stored actions that started in [start, end), each with its input
+        fingerprint, ordered by session (actions without a session first): read a row at a
+        time, never the window at once."""
+        start, end = window
+        params = (iso(start), ceil_ms(end))
+        with map_errors(self.path):
+            cursor = self._db.conn.execute(_READ_BACK_SQL, params)
+            while rows := cursor.fetchmany(2000):
+                for row in rows:
+                    action, fp = _stored_action(row)
+                    if start <= action.started_at < end:
+                        yield action, fp
 
     def replace_actions(
         self, window: tuple[datetime | str, datetime | str], rows: Iterable[Mapping[str, Any]]
