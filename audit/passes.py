@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 
 from audit.config import PricingConfig, RulesConfig
+from audit.engine.awu import CostTable
 from audit.engine.fold import WindowFold, costs_and_fingerprints
 from audit.engine.model import Action, days_of
 from audit.engine.sources.core import AWI_FIELDS, ELF_FIELDS, reconcile_tuples
@@ -73,6 +74,7 @@ def reconcile_days(
     reconciled from the stored source rows and written, a chunk at a time; the stored
     actions of those days that are no longer there deleted. Returns how many were written."""
     names = store.agent_names_for(window) if use_awi else {}
+    cost_table = CostTable(rules, pricing)
     written = 0
     for piece in chunks_of(window, days, chunk):
         awi_rows, log_rows = store.core_chunk(
@@ -82,7 +84,7 @@ def reconcile_days(
             awi_rows, log_rows, window=piece, use_awi=use_awi, use_elf=use_elf, names=names
         )
         del awi_rows, log_rows
-        costs, fingerprints = costs_and_fingerprints(actions, rules, pricing)
+        costs, fingerprints = costs_and_fingerprints(actions, rules, pricing, cost_table)
         store.replace_actions_of(piece, actions, costs, fingerprints, cost_factor=cost_factor)
         written += len(actions)
     return written

@@ -22,7 +22,7 @@ from typing import Any
 
 from audit.config import PricingConfig, RulesConfig
 from audit.engine.analysis import CaseTally, Efficiency, Reconciliation, Spend
-from audit.engine.awu import ActionCost, recompute_awu
+from audit.engine.awu import ActionCost, CostTable
 from audit.engine.findings import KIND_ORDER, Finding, Totals, fingerprint
 from audit.engine.model import Action, Case
 from audit.engine.pricing import PricingTally, PricingWhatIf
@@ -89,6 +89,7 @@ class WindowFold:
     ) -> None:
         self.window = window
         self._config = (rules, pricing, sandbox, multi_source, is_retrieval)
+        self._costs = CostTable(rules, pricing)
         self._totals = Totals()
         self._pricing = PricingTally()
         self._spend = (Spend("action_name"), Spend("agent"))
@@ -117,6 +118,7 @@ class WindowFold:
             multi_source=multi_source,
             is_retrieval=is_retrieval,
             known_fingerprints=fingerprints,
+            cost_table=self._costs,
         )
         costs = result.costs
         for tally in (self._totals, self._pricing, *self._spend, *self._reconciled):
@@ -162,21 +164,20 @@ class WindowFold:
 
 
 def costs_and_fingerprints(
-    actions: Sequence[Action], rules: RulesConfig, pricing: PricingConfig
+    actions: Sequence[Action],
+    rules: RulesConfig,
+    pricing: PricingConfig,
+    cost_table: CostTable | None = None,
 ) -> tuple[dict[str, ActionCost], dict[str, str]]:
     """Each action's recomputed cost and input fingerprint (actions without a usable
-    input, and log-file-only ones, have none) — as `rules.evaluate` computes them, cached
-    the same way: costs by (billable, channel, tokens), fingerprints by input text."""
+    input, and log-file-only ones, have none) — as `rules.evaluate` computes them.
+    `cost_table`: costs already computed (kept across a window's chunks)."""
+    cost_of = (cost_table or CostTable(rules, pricing)).cost
     costs: dict[str, ActionCost] = {}
     fingerprints: dict[str, str] = {}
-    cost_cache: dict[tuple[bool, str, int], ActionCost] = {}
     fp_cache: dict[str, str | None] = {}
     for action in actions:
-        cost_key = (action.is_billable, action.channel, action.tokens)
-        cost = cost_cache.get(cost_key)
-        if cost is None:
-            cost = cost_cache[cost_key] = recompute_awu(action, rules, pricing)
-        costs[action.id] = cost
+        costs[action.id] = cost_of(action)
         raw = action.action_input
         if action.source == "elf" or raw is None:
             continue

@@ -75,32 +75,13 @@ def _action_tuples(
         )  # fmt: skip
 
 
-def _stored_action(row: tuple[Any, ...]) -> tuple[Action, str | None]:
-    """A row of _READ_BACK_SQL as the action it was written from (its input aside: its
-    fingerprint comes with it), and that fingerprint."""
-    (aid, session, name, atype, channel, status, tokens, started, reported, prompt, completion,
-     agent_id, agent_name, error_code, user, case, source, elf_tokens, fp) = row  # fmt: skip
-    action = Action(
-        id=aid,
-        session_id=session,
-        action_name=name,
-        action_type=atype,
-        channel=channel,
-        status=status,
-        tokens=tokens,
-        started_at=_parse_stored(started),
-        reported_awu=reported,
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        agent_id=agent_id,
-        agent_name=agent_name,
-        error_code=error_code,
-        user_id=user,
-        case_id=case,
-        source=source,
-        elf_tokens=elf_tokens,
-    )
-    return action, fp
+def _stored_action(r: tuple[Any, ...]) -> Action:
+    """A row of _READ_BACK_SQL as the action it was written from, its input aside (its
+    fingerprint comes with it). Positional: Action's fields in _READ_BACK_SQL's order."""
+    return Action(
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], _parse_stored(r[7]), r[8], r[9], r[10],
+        r[11], r[12], r[13], None, r[14], r[15], r[16], r[17],
+    )  # fmt: skip
 
 
 def ceil_ms(value: datetime) -> str:
@@ -150,9 +131,9 @@ class Actions(StoreBase):
             cursor = self._db.conn.execute(_READ_BACK_SQL, params)
             while rows := cursor.fetchmany(2000):
                 for row in rows:
-                    action, fp = _stored_action(row)
+                    action = _stored_action(row)
                     if start <= action.started_at < end:
-                        yield action, fp
+                        yield action, row[18]
 
     def replace_actions(
         self, window: tuple[datetime | str, datetime | str], rows: Iterable[Mapping[str, Any]]
