@@ -76,6 +76,7 @@ def reconcile_days(
     names = store.agent_names_for(window) if use_awi else {}
     cost_table = CostTable(rules, pricing)
     written = 0
+    unwritten: list[tuple[str, str]] = []
     for piece in chunks_of(window, days, chunk):
         awi_rows, log_rows = store.core_chunk(
             piece, AWI_FIELDS, ELF_FIELDS, use_awi=use_awi, use_elf=use_elf
@@ -85,8 +86,11 @@ def reconcile_days(
         )
         del awi_rows, log_rows
         costs, fingerprints = costs_and_fingerprints(actions, rules, pricing, cost_table)
-        store.replace_actions_of(piece, actions, costs, fingerprints, cost_factor=cost_factor)
+        unwritten += store.write_actions_of(
+            piece, actions, costs, fingerprints, cost_factor=cost_factor
+        )
         written += len(actions)
+    store.delete_unwritten(unwritten)
     return written
 
 

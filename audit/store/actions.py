@@ -39,6 +39,9 @@ _READ_BACK_SQL = (
     "user_id, case_id, source, elf_tokens, fingerprint FROM actions "
     "WHERE started_at >= ? AND started_at < ? ORDER BY session_id"
 )
+_STARTS_IN_WINDOW_SQL = (
+    'SELECT "id", "started_at" FROM actions WHERE "started_at" >= ? AND "started_at" < ?'
+)
 _IDS_IN_WINDOW_SQL = 'SELECT "id" FROM actions WHERE "started_at" >= ? AND "started_at" < ?'
 
 _DAILY_USAGE_SQL = """
@@ -84,6 +87,13 @@ def _stored_action(r: tuple[Any, ...]) -> Action:
     )  # fmt: skip
 
 
+def _remember(rows: Iterable[tuple[Any, ...]], written: set[str]) -> Iterator[tuple[Any, ...]]:
+    """`rows` as they go, their ids added to `written`."""
+    for row in rows:
+        written.add(row[0])
+        yield row
+
+
 def ceil_ms(value: datetime) -> str:
     """`value` as stored text, rounded up to the next millisecond when it has finer digits
     (a window's end taken as the upper bound of a query that keeps everything before it)."""
@@ -98,6 +108,37 @@ def _parse_stored(text: str) -> datetime:
 
 
 class Actions(StoreBase):
+    def write_actions_of(
+        self,
+        chunk: tuple[datetime, datetime],
+        actions: Iterable[Action],
+        costs: Mapping[str, ActionCost],
+        fingerprints: Mapping[str, str],
+        *,
+        cost_factor: float = 1.0,
+    ) -> list[tuple[str, str]]:
+        """Upsert the actions of one chunk of a window, each with its recomputed cost and
+        input fingerprint (dollars times `cost_factor`): a row identical to the stored one
+        is not written. Returns the chunk's stored actions that were not among them, as
+        (id, started_at): gone, or moved to a chunk not written yet — `delete_unwritten`
+        tells them apart once every chunk is written. Holds only this chunk's ids."""
+        rows = _action_tuples(actions, costs, fingerprints, cost_factor)
+        written: set[str] = set()
+        with self.transaction():
+            self._executemany(_UPSERT_ACTION_SQL, _remember(rows, written))
+            stored = self._tuples(_STARTS_IN_WINDOW_SQL, (iso(chunk[0]), iso(chunk[1])))
+        return [(i, started) for i, started in stored if i not in written]
+
+    def delete_unwritten(self, unwritten: Iterable[tuple[str, str]]) -> None:
+        """Delete the actions `write_actions_of` found unwritten that no later chunk wrote
+        either: a row another chunk rewrote has that chunk's started_at now, so a row still
+        at its old started_at was not rewritten. A moved action keeps its row (its place
+        in the table, and so the order sums over the table see)."""
+        with self.transaction():
+            self._executemany(
+                'DELETE FROM actions WHERE "id" = ? AND "started_at" = ?', list(unwritten)
+            )
+
     def replace_actions_of(
         self,
         window: tuple[datetime, datetime],
@@ -107,12 +148,11 @@ class Actions(StoreBase):
         *,
         cost_factor: float = 1.0,
     ) -> None:
-        """The actions of [start, end) become `actions`, each with its recomputed cost and
-        input fingerprint (dollars times `cost_factor`): a row identical to the stored one
-        is not written; a stored action of the window that is not among them is deleted.
-        Called a chunk of the window at a time, it holds only that chunk's ids."""
-        rows = _action_tuples(actions, costs, fingerprints, cost_factor)
-        self._replace_action_tuples(window, rows)
+        """The actions of [start, end) become `actions` (`write_actions_of` for the whole
+        window, then `delete_unwritten`)."""
+        self.delete_unwritten(
+            self.write_actions_of(window, actions, costs, fingerprints, cost_factor=cost_factor)
+        )
 
     def refresh_daily_usage(self, window: tuple[datetime, datetime]) -> None:
         """Sum the daily usage of the days `window` touches anew from the stored actions."""
@@ -149,14 +189,8 @@ class Actions(StoreBase):
         that are not among them: unchanged rows are never written."""
         start, end = window
         written: set[str] = set()
-
-        def remember(rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
-            for row in rows:
-                written.add(row[0])
-                yield row
-
         with self.transaction():
-            self._executemany(_UPSERT_ACTION_SQL, remember(rows))
+            self._executemany(_UPSERT_ACTION_SQL, _remember(rows, written))
             stored = self._tuples(_IDS_IN_WINDOW_SQL, (bound(start), bound(end)))
             gone = [i for (i,) in stored if i not in written]
             del stored
