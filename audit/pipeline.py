@@ -13,7 +13,6 @@ from typing import Any
 
 from audit import alerts, crashpoints
 from audit.config import Config
-from audit.engine import analysis
 from audit.engine import budget as budget_mod
 from audit.engine.decisions import (
     BudgetUsage,
@@ -175,9 +174,11 @@ def _audit_primary(
     run: _Run, family: Family, window: Window, client: SalesforceClient
 ) -> RunResult:
     cfg, store = run.cfg, run.store
-    audit = family.audit(store, window, sandbox=run.org.is_sandbox)
+    family.prepare(store, window)
     channels, channel_errors = alerts.channels_from_config(cfg)
-    decisions = _commit_decisions(run, audit, sorted(set(channels) | set(channel_errors)))
+    audit, decisions = _commit_decisions(
+        run, family, window, sorted(set(channels) | set(channel_errors))
+    )
     crashpoints.reached("queued")
     alerts_failed: list[dict[str, Any]] = []
     alerts_sent = alerts.deliver_pending(
@@ -204,7 +205,7 @@ def _audit_primary(
             extra=family.extra_output(audit),
         )
     )
-    fail_on = fail_on_reason(cfg, audit.result.findings)
+    fail_on = fail_on_reason(cfg, audit.findings)
     analysis_json = {**_analysis(run, audit), "forecast": _forecast_json(decisions)}
     _finish(run, audit, {**output, "analysis": analysis_json}, client)
     return RunResult(
@@ -216,25 +217,30 @@ def _audit_primary(
     )
 
 
-def _commit_decisions(run: _Run, audit: WindowAudit, channel_names: list[str]) -> Decisions:
-    """Everything this run decides — the window's actions and daily usage, its findings
-    (new, reopened, resolved), and the alerts that announce them, budget crossings
-    included — in ONE transaction. Killed before the COMMIT, the run leaves none of it and
-    the re-run decides it all again (the night's DIGEST included); killed after, the re-run
-    finds the alerts queued and delivers them. Alerts are queued even with no channel
-    configured: a threshold fires once per period, not again the day a webhook is added."""
-    store = run.store
-    start, end = audit.window
+def _commit_decisions(
+    run: _Run, family: Family, window: Window, channel_names: list[str]
+) -> tuple[WindowAudit, Decisions]:
+    """Everything this run decides — the window's actions and daily usage (written by the
+    family's audit as it goes), its findings (new, reopened, resolved), and the alerts
+    that announce them, budget crossings included — in ONE transaction. Killed before the
+    COMMIT, the run leaves none of it and the re-run decides it all again (the night's
+    DIGEST included); killed after, the re-run finds the alerts queued and delivers them.
+    Alerts are queued even with no channel configured: a threshold fires once per period,
+    not again the day a webhook is added."""
+    store, sandbox = run.store, run.org.is_sandbox
+    start, end = window
     with store.transaction():
-        store.record_window(audit, cost_factor=_discount(run.cfg, audit.sandbox))
+        audit = family.audit(
+            store, window, sandbox=sandbox, cost_factor=_discount(run.cfg, sandbox)
+        )
         crashpoints.reached("actions")
         changes = store.sync_findings(
-            run.run_id, audit.result.findings, window_start=start, window_end=end
+            run.run_id, audit.findings, window_start=start, window_end=end
         )
         crashpoints.reached("findings")
         decisions = _decide(run, audit, changes)
         alerts.enqueue(store, decisions.alerts, channel_names, run.run_id, run.now)
-    return decisions
+    return audit, decisions
 
 
 def fail_on_reason(cfg: Config, findings: Sequence[Finding]) -> str | None:
@@ -276,8 +282,8 @@ def _finish_ok(
         records=output["sync"]["records"],
         elf_files_downloaded=output["sync"]["elf_files_downloaded"],
         elf_files_skipped=output["sync"]["elf_files_skipped"],
-        actions=len(audit.actions),
-        findings_open=len(audit.result.findings),
+        actions=audit.actions,
+        findings_open=len(audit.findings),
         alerts_sent=len(output["budget"]["alerts_sent"]),
         api_calls=client.api_calls,
     )
@@ -307,10 +313,10 @@ def _decide(run: _Run, audit: WindowAudit, changes: FindingChanges) -> Decisions
         usage_by_period=usage,
         current_daily_credits=store.action_credits_by_day(c_start, c_end),
         spike_rows=store.awu_by_day_agent_action(first, last),
-        new_findings=[f for f in audit.result.findings if f.id in new_ids],
+        new_findings=[f for f in audit.findings if f.id in new_ids],
         resolved=len(changes.resolved_ids),
         totals=audit.totals,
-        top_lines=top_waste_lines(audit.result.findings),
+        top_lines=top_waste_lines(audit.findings),
     )
 
 
@@ -335,33 +341,13 @@ def _forecast_json(decisions: Decisions) -> dict[str, Any] | None:
 
 def _analysis(run: _Run, audit: WindowAudit) -> dict[str, Any]:
     """What the report shows beyond §7: where the waste is, reconciliation, efficiency,
-    outcomes. Kept with the run so `audit report` needs no recomputation."""
-    cfg, actions, costs = run.cfg, audit.actions, audit.result.costs
-    findings, sandbox = audit.result.findings, audit.sandbox
-    cases = run.store.cases(sorted({a.case_id for a in actions if a.case_id}))
-    start, end = audit.window
+    outcomes (folded with the window's audit). Kept with the run so `audit report` needs no
+    recomputation."""
     return {
-        "waste_by_action": analysis.waste_by(findings, actions, costs, by="action_name")[:15],
-        "waste_by_agent": analysis.waste_by(findings, actions, costs, by="agent"),
-        "reconcile_by_agent": analysis.reconcile(
-            actions, costs, cfg.pricing, by="agent", sandbox=sandbox
-        ),
-        "reconcile_by_day": analysis.reconcile(
-            actions, costs, cfg.pricing, by="day", sandbox=sandbox
-        ),
-        "efficiency_by_agent": analysis.efficiency_by_agent(actions, costs),
-        "case_outcomes": analysis.case_outcomes(
-            actions,
-            costs,
-            cases,
-            window_start=start,
-            window_end=end,
-            pricing=cfg.pricing,
-            sandbox=sandbox,
-        ).as_json(),
+        **audit.analysis,
         "pricing": audit.what_if.as_dict(),
-        "bad_records": audit.result.bad_records[:50],
-        "settings": settings_json(cfg),  # what `audit report --db` reads the run with
+        "bad_records": audit.bad_records,
+        "settings": settings_json(run.cfg),  # what `audit report --db` reads the run with
     }
 
 
@@ -373,15 +359,13 @@ def _add_side_by_side(
     the primary (which stays the top-level block and the one stored, budgeted and alerted
     on). `sources` holds one §7 block per family."""
     blocks = {primary.source.family: {k: v for k, v in result.output.items() if k != "sources"}}
+    sandbox = run.org.is_sandbox
     for family in others:
-        audit = family.audit(run.store, window, sandbox=run.org.is_sandbox)
+        audit = family.audit(run.store, window, sandbox=sandbox, cost_factor=None)
         period = budget_mod.periods_overlapping(*window)[-1]
-        used = sum(
-            c.credits
-            for c in family.audit(
-                run.store, budget_mod.period_bounds(period), sandbox=run.org.is_sandbox
-            ).result.costs.values()
-        )
+        used = family.audit(
+            run.store, budget_mod.period_bounds(period), sandbox=sandbox, cost_factor=None
+        ).credits
         status = budget_mod.evaluate_budget(period, used, run.cfg.budget, ())
         blocks[family.source.family] = round_to_meaning(
             run_block(
