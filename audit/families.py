@@ -4,16 +4,19 @@ over the configured families and never asks which one it holds."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import datetime
 from typing import Any, Protocol
 
+from audit import passes, reuse
 from audit.config import Config
+from audit.engine.fold import WindowFold, costs_and_fingerprints
 from audit.engine.model import Action
 from audit.engine.rules import retrieval_by_name
 from audit.engine.sources import data360 as d360_engine
-from audit.engine.sources.core import AWI_FIELDS, ELF_FIELDS, reconcile_tuples
 from audit.engine.window import EXAMPLES, SourceQuality, WindowAudit, audit_window
 from audit.store import Store
 from connector.client import SalesforceClient
@@ -32,7 +35,35 @@ class Family(Protocol):
     #: whether Salesforce's own consumption view is read beside this family's audit
     reads_vendor_view: bool
 
-    def audit(self, store: Store, window: Window, *, sandbox: bool) -> WindowAudit: ...
+    def prepare(self, store: Store, window: Window) -> None:
+        """What the audit of `window` needs from the org beyond the sync (the Cases its
+        actions link to): network calls, made before the run's transaction."""
+        ...
+
+    def audit(
+        self,
+        store: Store,
+        window: Window,
+        *,
+        sandbox: bool,
+        cost_factor: float | None,
+        days: list[str] | None = None,
+    ) -> WindowAudit:
+        """Audit `window`. With a `cost_factor` (the primary family, inside the run's
+        transaction) the window's actions replace the stored ones — dollars times it —
+        and its daily usage is summed anew; without one nothing is written. `days`: the
+        days whose actions are reconciled anew (None: all; the others' stored actions are
+        what their rows still give — `days_to_recompute`)."""
+        ...
+
+    def days_to_recompute(self, store: Store, window: Window, *, sandbox: bool) -> list[str] | None:
+        """The days of `window` whose stored actions may be stale (None: all of them)."""
+        ...
+
+    def context(self, store: Store, window: Window) -> str:
+        """What the family's actions of `window` depend on beyond their own days' rows and
+        the settings (kept with the results, so a later run knows when it moved)."""
+        ...
 
     def bad_files(self, store: Store, window: Window) -> int: ...
 
@@ -45,7 +76,9 @@ class Family(Protocol):
 
 
 class CoreFamily:
-    """AgentWorkItem and/or EventLogFile, reconciled into one action each (SPEC §3.3)."""
+    """AgentWorkItem and/or EventLogFile, reconciled into one action each (SPEC §3.3) —
+    in two passes over the store that never hold the window's actions (`audit.passes`).
+    Always the primary family: its audit always writes the window's actions."""
 
     reads_vendor_view = False
 
@@ -53,26 +86,56 @@ class CoreFamily:
         self.source: Source = source
         self.cfg = cfg
         self.kinds = set(cfg.source.kinds)
+        #: pass 1's chunk and pass 2's batch (bounds of memory, not of results)
+        self.chunk = passes.CHUNK
+        self.batch = passes.BATCH
 
-    def audit(self, store: Store, window: Window, *, sandbox: bool) -> WindowAudit:
-        awi_rows, elf_rows = store.core_tuples(window, AWI_FIELDS, ELF_FIELDS)
-        actions = reconcile_tuples(
-            awi_rows.values(),
-            elf_rows,
-            window=window,
+    def prepare(self, store: Store, window: Window) -> None:
+        if "agentworkitem" in self.kinds:  # only AgentWorkItem records link to a Case
+            self.source.sync_related(store, store.awi_case_ids(window))
+
+    def days_to_recompute(self, store: Store, window: Window, *, sandbox: bool) -> list[str] | None:
+        context = self.context(store, window)
+        return reuse.days_to_recompute(store, self.cfg, window, sandbox=sandbox, context=context)
+
+    def context(self, store: Store, window: Window) -> str:
+        """The agent names log-only actions take (read around the whole window)."""
+        names = (
+            sorted(store.agent_names_for(window).items()) if "agentworkitem" in self.kinds else []
+        )
+        return hashlib.sha256(json.dumps(names).encode()).hexdigest()[:20]
+
+    def audit(
+        self,
+        store: Store,
+        window: Window,
+        *,
+        sandbox: bool,
+        cost_factor: float | None,
+        days: list[str] | None = None,
+    ) -> WindowAudit:
+        cfg = self.cfg
+        passes.reconcile_days(
+            store,
+            window,
+            rules=cfg.rules,
+            pricing=cfg.pricing,
             use_awi="agentworkitem" in self.kinds,
             use_elf="eventlogfile" in self.kinds,
+            cost_factor=1.0 if cost_factor is None else cost_factor,
+            days=days,
+            chunk=self.chunk,
         )
-        self.source.sync_related(store, [a.case_id for a in actions if a.case_id])
-        return audit_window(
-            actions,
+        store.refresh_daily_usage(window)
+        fold = WindowFold(
             window,
-            rules=self.cfg.rules,
-            pricing=self.cfg.pricing,
+            rules=cfg.rules,
+            pricing=cfg.pricing,
             sandbox=sandbox,
             multi_source={"agentworkitem", "eventlogfile"} <= self.kinds,
-            quality=source_quality(store, window, sorted(self.kinds)),
         )
+        passes.fold_window(store, window, fold, batch=self.batch)
+        return fold.finish(source_quality(store, window, sorted(self.kinds)))
 
     def bad_files(self, store: Store, window: Window) -> int:
         return store.bad_log_files(day_floor(window[0]), window[1])
@@ -86,7 +149,9 @@ class CoreFamily:
 
 class Data360Family:
     """Data 360 usage events × steps × sessions (SPEC §11): one source, so no SOURCE_GAP;
-    retrieval decided by `[rules] retrieval_actions` (Data 360 has no action type)."""
+    retrieval decided by `[rules] retrieval_actions` (Data 360 has no action type). Its
+    window's actions are held in memory and audited as one batch of the fold (it is not the
+    large-org path)."""
 
     reads_vendor_view = True
 
@@ -100,16 +165,41 @@ class Data360Family:
             store.d360_rows(window), voice_multiplier=self.cfg.pricing.voice_multiplier
         )
 
-    def audit(self, store: Store, window: Window, *, sandbox: bool) -> WindowAudit:
+    def prepare(self, store: Store, window: Window) -> None:
+        return None
+
+    def days_to_recompute(self, store: Store, window: Window, *, sandbox: bool) -> list[str] | None:
+        return None  # held in memory whole: every day, every run
+
+    def context(self, store: Store, window: Window) -> str:
+        return ""
+
+    def audit(
+        self,
+        store: Store,
+        window: Window,
+        *,
+        sandbox: bool,
+        cost_factor: float | None,
+        days: list[str] | None = None,
+    ) -> WindowAudit:
+        cfg = self.cfg
+        actions = self.actions(store, window)
+        if cost_factor is not None:
+            costs, fingerprints = costs_and_fingerprints(actions, cfg.rules, cfg.pricing)
+            store.replace_actions_of(window, actions, costs, fingerprints, cost_factor=cost_factor)
+            store.refresh_daily_usage(window)
         return audit_window(
-            self.actions(store, window),
+            actions,
             window,
-            rules=self.cfg.rules,
-            pricing=self.cfg.pricing,
+            rules=cfg.rules,
+            pricing=cfg.pricing,
             sandbox=sandbox,
             multi_source=False,
-            is_retrieval=retrieval_by_name(self.cfg.rules.retrieval_actions),
+            is_retrieval=retrieval_by_name(cfg.rules.retrieval_actions),
             quality=source_quality(store, window, ["data360"]),
+            cases=store.cases(sorted({a.case_id for a in actions if a.case_id})),
+            extra=d360_engine.unmetered_counts(actions),
         )
 
     def bad_files(self, store: Store, window: Window) -> int:
@@ -117,13 +207,7 @@ class Data360Family:
 
     def extra_output(self, audit: WindowAudit) -> dict[str, Any]:
         """The objects read and the unmetered calls (billable-but-unmetered reported)."""
-        return {
-            "data360": {
-                "objects": self._d360.schema.as_json(),
-                **d360_engine.unmetered_counts(audit.actions),
-            }
-        }
-
+        return {"data360": {"objects": self._d360.schema.as_json(), **audit.extra}}
 
     def extra_output_reused(self, saved: dict[str, Any]) -> dict[str, Any]:
         """The stored unmetered counts, beside the objects this run's discovery read."""

@@ -4,36 +4,38 @@ scheduler's nightly job and the demo all call `run_audit`."""
 from __future__ import annotations
 
 import uuid
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from audit import alerts, crashpoints, reuse
+from audit import alerts, crashpoints, rerun, reuse
 from audit.config import Config
-from audit.engine import analysis
 from audit.engine import budget as budget_mod
-from audit.engine.decisions import (
-    BudgetUsage,
-    Decisions,
-    decide_alerts,
-    spike_days,
-    top_waste_lines,
-)
-from audit.engine.model import format_iso_ms, json_number, parse_sf_datetime
-from audit.engine.rules import Finding, severity_at_least
+from audit.engine.decisions import Decisions
+from audit.engine.model import days_of, format_iso_ms, parse_sf_datetime
 from audit.engine.window import WindowAudit, run_block, top_findings
 from audit.errors import AuditError, ConfigError
 from audit.families import Family, open_families
 from audit.hints import empty_window_hint
 from audit.report.settings import settings_json
 from audit.rounding import round_to_meaning
-from audit.store import FindingChanges, Store
+from audit.steps import (
+    Run,
+    RunResult,
+    budget_json,
+    decide,
+    deliver,
+    discount,
+    fail_on_reason,
+    finish,
+    forecast_json,
+    record_basis,
+)
+from audit.store import Store
 from connector.client import SalesforceClient
 from connector.errors import ConnectorError
-from connector.org import OrgInfo, read_org
+from connector.org import read_org
 from connector.source import day_floor
 from connector.vendor import read_vendor_view
 
@@ -41,47 +43,6 @@ __all__ = ["RunResult", "fail_on_reason", "parse_when", "run_audit"]
 
 Progress = Callable[[str, int, "int | None"], None]
 Window = tuple[datetime, datetime]
-
-
-@dataclass
-class RunResult:
-    output: dict[str, Any]  # the §7 JSON object
-    exit_code: int
-    top_findings: list[Finding] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    #: why `[run] fail_on` tripped (exit 1): how many findings of which kinds; else None
-    fail_on_reason: str | None = None
-    #: said when the window held no action but usage exists elsewhere (audit.hints)
-    hint: str | None = None
-    #: said when nothing changed and the stored results were reused (audit.reuse)
-    reused: str | None = None
-
-    def summary_line(self) -> str:
-        t = self.output["totals"]
-        found = sum(v["count"] for v in self.output["findings"].values())
-        return (
-            f"run {self.output['run_id'][:8]} ok: {t['actions']} actions, {t['awu']:g} AWU, "
-            f"${t['cost_usd']:,.2f}; {found} findings; "
-            f"{len(self.output['budget']['alerts_sent'])} alerts sent"
-            + (" (0 days recomputed: nothing changed)" if self.reused else "")
-            + (
-                f", {len(failed)} failed"
-                if (failed := self.output["budget"].get("alerts_failed"))
-                else ""
-            )
-        )
-
-
-@dataclass(frozen=True)
-class _Run:
-    """What every step of one run shares."""
-
-    cfg: Config
-    store: Store
-    org: OrgInfo
-    run_id: str
-    now: datetime
-    full: bool = False
 
 
 def parse_when(value: str, name: str) -> datetime:
@@ -123,7 +84,7 @@ def run_audit(
         for family in families:
             family.source.check()
         with Store.open(cfg.store.path) as store, store.lock(wait_s=lock_wait_s):
-            run = _Run(cfg, store, org, run_id, now, full)
+            run = Run(cfg, store, org, run_id, now, full)
             store.start_run(
                 run_id,
                 started_at=format_iso_ms(now),
@@ -155,7 +116,7 @@ def _requested_window(
 
 
 def _sync_and_audit(
-    run: _Run, families: list[Family], requested: Window | None, client: SalesforceClient
+    run: Run, families: list[Family], requested: Window | None, client: SalesforceClient
 ) -> RunResult:
     sink = crashpoints.checkpointed(run.store)
     for family in families:
@@ -166,14 +127,17 @@ def _sync_and_audit(
     if window is None:
         default = day_floor(run.now - timedelta(days=run.cfg.sync.initial_days))
         window = (primary.source.audit_start(run.store, default), run.now)
-    reused = _reusable(run, primary, window)
+    primary.prepare(run.store, window)
+    reused = (
+        None if run.full else reuse.reusable(run.store, run.cfg, window, sandbox=run.org.is_sandbox)
+    )
     if reused is not None:
-        result = _reuse_primary(run, primary, window, reused, client)
+        result = rerun.reuse_primary(run, primary, window, reused, client)
     else:
         result = _audit_primary(run, primary, window, client)
     if result.output["totals"]["actions"] == 0:
         result.hint = empty_window_hint(run.store, run.cfg, client, window)
-    if others:  # never stored: audited anew beside the primary, reused or not
+    if others:
         _add_side_by_side(run, result, primary, others, window)
     if any(f.reads_vendor_view for f in families):
         _add_vendor_view(run, client, result)
@@ -181,318 +145,110 @@ def _sync_and_audit(
 
 
 # -- the primary family: stored, budgeted, alerted on ------------------------------------------
-def _audit_primary(
-    run: _Run, family: Family, window: Window, client: SalesforceClient
-) -> RunResult:
-    cfg, store = run.cfg, run.store
-    audit = family.audit(store, window, sandbox=run.org.is_sandbox)
+def _audit_primary(run: Run, family: Family, window: Window, client: SalesforceClient) -> RunResult:
+    cfg = run.cfg
     channels, channel_errors = alerts.channels_from_config(cfg)
-    decisions = _commit_decisions(run, audit, sorted(set(channels) | set(channel_errors)))
-    alerts_sent, alerts_failed = _deliver(run, channels, channel_errors)
+    sandbox = run.org.is_sandbox
+    days = None if run.full else family.days_to_recompute(run.store, window, sandbox=sandbox)
+    audit, decisions = _commit_decisions(
+        run, family, window, days, sorted(set(channels) | set(channel_errors))
+    )
+    alerts_sent, alerts_failed = deliver(run, channels, channel_errors)
     output = round_to_meaning(
         run_block(
             audit,
             run_id=run.run_id,
             org_id=run.org.org_id,
             budget={
-                **_budget_json(cfg, decisions),
+                **budget_json(cfg, decisions),
                 "alerts_sent": alerts_sent,
                 "alerts_failed": alerts_failed,
             },
             sync=family.source.sync_counts(),
-            bad_files=family.bad_files(store, window),
+            bad_files=family.bad_files(run.store, window),
             extra=family.extra_output(audit),
         )
     )
-    fail_on = fail_on_reason(cfg, audit.result.findings)
-    analysis_json = {**_analysis(run, audit), "forecast": _forecast_json(decisions)}
-    counts = (len(audit.actions), len(audit.result.findings))
-    _finish(run, audit.window, audit.sandbox, counts, {**output, "analysis": analysis_json}, client)
+    fail_on = fail_on_reason(cfg, audit.findings)
+    analysis_json = {**_analysis(run, audit), "forecast": forecast_json(decisions)}
+    counts = (audit.actions, len(audit.findings))
+    finish(run, window, counts, {**output, "analysis": analysis_json}, client)
     return RunResult(
         output=output,
         exit_code=1 if fail_on else 0,
         top_findings=list(top_findings(audit)),
         notes=list(family.source.notes),
         fail_on_reason=fail_on,
+        recomputed=_partly(days, window),
     )
 
 
-def _deliver(
-    run: _Run, channels: Mapping[str, Any], channel_errors: Mapping[str, str]
-) -> tuple[list[Any], list[dict[str, Any]]]:
-    """Deliver what is queued (this run's alerts and any left by an earlier run): the
-    alerts sent and the deliveries that failed."""
-    crashpoints.reached("queued")
-    failed: list[dict[str, Any]] = []
-    sent = alerts.deliver_pending(
-        run.store,
-        channels,
-        run.run_id,
-        run.now,
-        channel_errors=channel_errors,
-        checkpoint=crashpoints.reached,
-        failed=failed,
-    )
-    return sent, failed
-
-
-# -- a quiet re-run: nothing changed since the stored results, which are reused -------------
-def _reusable(run: _Run, family: Family, window: Window) -> reuse.Reuse | None:
-    """The stored results, if they answer `window` unchanged (never with `--full`). The
-    window's Cases are synced first: a Case closed since is a change."""
-    if run.full:
+def _partly(days: list[str] | None, window: Window) -> str | None:
+    """What a run that recomputed only some days says (None when it did them all)."""
+    every = len(days_of(window))
+    if days is None or len(days) >= every:
         return None
-    if run.store.audit_basis() is None:
-        return None
-    family.source.sync_related(run.store, run.store.window_case_ids(*window))
-    return reuse.reusable(run.store, run.cfg, window, sandbox=run.org.is_sandbox)
+    return f"recomputed {len(days)} of {every} days (the others unchanged since the last run)"
 
 
-def _reuse_primary(
-    run: _Run, family: Family, window: Window, found: reuse.Reuse, client: SalesforceClient
-) -> RunResult:
-    """The stored run's results for `window`, with this run's budget, alerts and sync."""
-    cfg, store = run.cfg, run.store
-    findings = store.findings_of_window(window)
-    channels, channel_errors = alerts.channels_from_config(cfg)
+def _commit_decisions(
+    run: Run,
+    family: Family,
+    window: Window,
+    days: list[str] | None,
+    channel_names: list[str],
+) -> tuple[WindowAudit, Decisions]:
+    """Everything this run decides — the window's actions and daily usage (written by the
+    family's audit as it goes), its findings (new, reopened, resolved), and the alerts
+    that announce them, budget crossings included — in ONE transaction, with what they were
+    computed from. Killed before the COMMIT, the run leaves none of it and the re-run
+    decides it all again (the night's DIGEST included); killed after, the re-run finds the
+    alerts queued and delivers them. Alerts are queued even with no channel configured: a
+    threshold fires once per period, not again the day a webhook is added. `days`: the
+    days whose actions are reconciled anew (None: all of the window's)."""
+    store, sandbox = run.store, run.org.is_sandbox
     with store.transaction():
-        store.see_findings(run.run_id, *window)
-        _record_basis(run, window, found.totals)
-        decisions = _decide(run, window, findings, found.totals, FindingChanges([], [], []))
-        names = sorted(set(channels) | set(channel_errors))
-        alerts.enqueue(store, decisions.alerts, names, run.run_id, run.now)
-    alerts_sent, alerts_failed = _deliver(run, channels, channel_errors)
-    saved = {k: v for k, v in found.summary.items() if k not in ("analysis", "sources", "vendor")}
-    what_if = found.what_if(cfg, window)
-    budget = {**_budget_json(cfg, decisions), "alerts_sent": alerts_sent}
-    output = round_to_meaning(
-        {
-            **saved,
-            "run_id": run.run_id,
-            "org_id": run.org.org_id,
-            "window": {"start": format_iso_ms(window[0]), "end": format_iso_ms(window[1])},
-            "budget": {**budget, "alerts_failed": alerts_failed},
-            "pricing": what_if.as_json(),
-            "sync": family.source.sync_counts(),
-            **family.extra_output_reused(found.summary),
-        }
-    )
-    analysis_json = {
-        **found.summary["analysis"],
-        "pricing": what_if.as_dict(),
-        "settings": settings_json(cfg),
-        "forecast": _forecast_json(decisions),
-    }
-    counts = (int(output["totals"]["actions"]), len(findings))
-    _finish(run, window, run.org.is_sandbox, counts, {**output, "analysis": analysis_json}, client)
-    note = (
-        f"0 days recomputed: nothing changed since run {found.run_id[:8]} (same window start, "
-        "no new source row, same settings); its results stand (`audit run --full` recomputes)"
-    )
-    return RunResult(
-        output=output,
-        exit_code=1 if (fail_on := fail_on_reason(cfg, findings)) else 0,
-        top_findings=sorted(findings, key=lambda f: (-f.wasted_usd, f.kind, f.key))[:5],
-        notes=list(family.source.notes),
-        fail_on_reason=fail_on,
-        reused=note,
-    )
-
-
-def _commit_decisions(run: _Run, audit: WindowAudit, channel_names: list[str]) -> Decisions:
-    """Everything this run decides — the window's actions and daily usage, its findings
-    (new, reopened, resolved), and the alerts that announce them, budget crossings
-    included — in ONE transaction. Killed before the COMMIT, the run leaves none of it and
-    the re-run decides it all again (the night's DIGEST included); killed after, the re-run
-    finds the alerts queued and delivers them. Alerts are queued even with no channel
-    configured: a threshold fires once per period, not again the day a webhook is added."""
-    store = run.store
-    start, end = audit.window
-    with store.transaction():
-        store.record_window(audit, cost_factor=_discount(run.cfg, audit.sandbox))
+        audit = family.audit(
+            store, window, sandbox=sandbox, cost_factor=discount(run.cfg, sandbox), days=days
+        )
         crashpoints.reached("actions")
         changes = store.sync_findings(
-            run.run_id, audit.result.findings, window_start=start, window_end=end
+            run.run_id, audit.findings, window_start=window[0], window_end=window[1]
         )
         crashpoints.reached("findings")
-        _record_basis(run, audit.window, audit.totals)
-        decisions = _decide(run, audit.window, audit.result.findings, audit.totals, changes)
+        record_basis(run, window, audit.totals, family.context(store, window))
+        decisions = decide(run, window, audit.findings, audit.totals, changes)
         alerts.enqueue(store, decisions.alerts, channel_names, run.run_id, run.now)
-    return decisions
+    return audit, decisions
 
 
-def _record_basis(run: _Run, window: Window, totals: Mapping[str, Any]) -> None:
-    """What the results just written were computed from (in their transaction)."""
-    run.store.set_audit_basis(
-        reuse.basis(
-            run.run_id,
-            window,
-            inputs_version=run.store.inputs_version(),
-            settings=reuse.settings_fingerprint(run.cfg, sandbox=run.org.is_sandbox),
-            totals=totals,
-        )
-    )
-
-
-def fail_on_reason(cfg: Config, findings: Sequence[Finding]) -> str | None:
-    """Why `[run] fail_on` tripped — how many findings of which kinds are at or above it —
-    or None when it did not (or is off)."""
-    if cfg.run.fail_on == "off":
-        return None
-    tripped = Counter(f.kind for f in findings if severity_at_least(f.severity, cfg.run.fail_on))
-    if not tripped:
-        return None
-    ranked = sorted(tripped.items(), key=lambda kv: (-kv[1], kv[0]))
-    kinds = ", ".join(f"{n} {kind}" for kind, n in ranked)
-    total = sum(tripped.values())
-    noun = "finding" if total == 1 else "findings"
-    return f"{total} {noun} at or above run.fail_on = {cfg.run.fail_on!r}: {kinds}"
-
-
-def _finish(
-    run: _Run,
-    window: Window,
-    sandbox: bool,
-    counts: tuple[int, int],
-    output: dict[str, Any],
-    client: SalesforceClient,
-) -> None:
-    """The run is ok, with its window, counts (actions, open findings) and summary — in
-    one transaction, so a run marked ok always has its summary."""
-    with run.store.transaction():
-        run.store.set_run_window(run.run_id, *window)
-        _finish_ok(run, sandbox, counts, output, client)
-        run.store.set_run_summary(run.run_id, output)
-
-
-def _finish_ok(
-    run: _Run,
-    sandbox: bool,
-    counts: tuple[int, int],
-    output: dict[str, Any],
-    client: SalesforceClient,
-) -> None:
-    run.store.finish_run(
-        run.run_id,
-        outcome="ok",
-        ended_at=format_iso_ms(datetime.now(timezone.utc)),
-        org_id=run.org.org_id,
-        is_sandbox=int(sandbox),
-        records=output["sync"]["records"],
-        elf_files_downloaded=output["sync"]["elf_files_downloaded"],
-        elf_files_skipped=output["sync"]["elf_files_skipped"],
-        actions=counts[0],
-        findings_open=counts[1],
-        alerts_sent=len(output["budget"]["alerts_sent"]),
-        api_calls=client.api_calls,
-    )
-
-
-def _discount(cfg: Config, sandbox: bool) -> float:
-    return (1.0 - cfg.pricing.sandbox_discount) if sandbox else 1.0
-
-
-def _decide(
-    run: _Run,
-    window: Window,
-    findings: Sequence[Finding],
-    totals: Mapping[str, Any],
-    changes: FindingChanges,
-) -> Decisions:
-    """Gather what the budget rules read from the store, and let the engine decide."""
-    cfg, store = run.cfg, run.store
-    usage = {}
-    for period in budget_mod.periods_overlapping(*window):
-        p_start, p_end = budget_mod.period_bounds(period)
-        usage[period] = BudgetUsage(
-            store.credits_between(p_start, p_end), store.enqueued_thresholds(period)
-        )
-    c_start, c_end = budget_mod.period_bounds(budget_mod.period_of(run.now))
-    first, last = spike_days(window, cfg.budget.spike_trailing_days)
-    new_ids = set(changes.new_ids) | set(changes.reopened_ids)
-    return decide_alerts(
-        window=window,
-        now=run.now,
-        budget=cfg.budget,
-        pricing=cfg.pricing,
-        usage_by_period=usage,
-        current_daily_credits=store.action_credits_by_day(c_start, c_end),
-        spike_rows=store.awu_by_day_agent_action(first, last),
-        new_findings=[f for f in findings if f.id in new_ids],
-        resolved=len(changes.resolved_ids),
-        totals=totals,
-        top_lines=top_waste_lines(findings),
-    )
-
-
-def _budget_json(cfg: Config, decisions: Decisions) -> dict[str, Any]:
-    status, fc = decisions.status, decisions.forecast
-    depletion = None
-    if fc is not None and decisions.period == decisions.current_period and fc.depletion_date:
-        depletion = fc.depletion_date.isoformat()
-    return {
-        "period": decisions.period,
-        "credits": json_number(cfg.budget.credits),
-        "used_credits": round(status.used_credits, 6),
-        "used_pct": round(status.used_pct, 6),
-        "thresholds_crossed": status.thresholds_crossed,
-        "depletion_date": depletion,
-    }
-
-
-def _forecast_json(decisions: Decisions) -> dict[str, Any] | None:
-    return decisions.forecast.as_json() if decisions.forecast is not None else None
-
-
-def _analysis(run: _Run, audit: WindowAudit) -> dict[str, Any]:
+def _analysis(run: Run, audit: WindowAudit) -> dict[str, Any]:
     """What the report shows beyond §7: where the waste is, reconciliation, efficiency,
-    outcomes. Kept with the run so `audit report` needs no recomputation."""
-    cfg, actions, costs = run.cfg, audit.actions, audit.result.costs
-    findings, sandbox = audit.result.findings, audit.sandbox
-    cases = run.store.cases(sorted({a.case_id for a in actions if a.case_id}))
-    start, end = audit.window
+    outcomes (folded with the window's audit). Kept with the run so `audit report` needs no
+    recomputation."""
     return {
-        "waste_by_action": analysis.waste_by(findings, actions, costs, by="action_name")[:15],
-        "waste_by_agent": analysis.waste_by(findings, actions, costs, by="agent"),
-        "reconcile_by_agent": analysis.reconcile(
-            actions, costs, cfg.pricing, by="agent", sandbox=sandbox
-        ),
-        "reconcile_by_day": analysis.reconcile(
-            actions, costs, cfg.pricing, by="day", sandbox=sandbox
-        ),
-        "efficiency_by_agent": analysis.efficiency_by_agent(actions, costs),
-        "case_outcomes": analysis.case_outcomes(
-            actions,
-            costs,
-            cases,
-            window_start=start,
-            window_end=end,
-            pricing=cfg.pricing,
-            sandbox=sandbox,
-        ).as_json(),
+        **audit.analysis,
         "pricing": audit.what_if.as_dict(),
-        "bad_records": audit.result.bad_records[:50],
-        "settings": settings_json(cfg),  # what `audit report --db` reads the run with
+        "bad_records": audit.bad_records,
+        "settings": settings_json(run.cfg),  # what `audit report --db` reads the run with
     }
 
 
 # -- other families, and the vendor's own view -------------------------------------------------
 def _add_side_by_side(
-    run: _Run, result: RunResult, primary: Family, others: list[Family], window: Window
+    run: Run, result: RunResult, primary: Family, others: list[Family], window: Window
 ) -> None:
     """No key joins two families, so each other one is audited on its own and shown beside
     the primary (which stays the top-level block and the one stored, budgeted and alerted
     on). `sources` holds one §7 block per family."""
     blocks = {primary.source.family: {k: v for k, v in result.output.items() if k != "sources"}}
+    sandbox = run.org.is_sandbox
     for family in others:
-        audit = family.audit(run.store, window, sandbox=run.org.is_sandbox)
+        audit = family.audit(run.store, window, sandbox=sandbox, cost_factor=None)
         period = budget_mod.periods_overlapping(*window)[-1]
-        used = sum(
-            c.credits
-            for c in family.audit(
-                run.store, budget_mod.period_bounds(period), sandbox=run.org.is_sandbox
-            ).result.costs.values()
-        )
+        used = family.audit(
+            run.store, budget_mod.period_bounds(period), sandbox=sandbox, cost_factor=None
+        ).credits
         status = budget_mod.evaluate_budget(period, used, run.cfg.budget, ())
         blocks[family.source.family] = round_to_meaning(
             run_block(
@@ -508,7 +264,7 @@ def _add_side_by_side(
     run.store.merge_run_summary(run.run_id, sources=blocks)
 
 
-def _add_vendor_view(run: _Run, client: SalesforceClient, result: RunResult) -> None:
+def _add_vendor_view(run: Run, client: SalesforceClient, result: RunResult) -> None:
     """Salesforce's own consumed/entitled units (Digital Wallet) beside our recomputed
     credits of the budget period, and the difference — where the org has them. Optional:
     the audit is done and recorded by now, so a failure here is a note, never a failed run."""

@@ -31,6 +31,7 @@ from audit.config import Config
 from audit.engine.model import days_of, format_iso_ms, parse_sf_datetime
 from audit.engine.pricing import PricingWhatIf, repriced
 from audit.store import Store
+from audit.store.actions import ceil_ms
 
 __all__ = ["Reuse", "basis", "days_to_recompute", "reusable", "settings_fingerprint"]
 
@@ -78,8 +79,10 @@ def basis(
     inputs_version: int,
     settings: str,
     totals: Mapping[str, Any],
+    context: str = "",
 ) -> dict[str, Any]:
-    """What a run's stored results were computed from (`Store.set_audit_basis`)."""
+    """What a run's stored results were computed from (`Store.set_audit_basis`);
+    `context`: what else of the window its family's actions depend on (`Family.context`)."""
     return {
         "run_id": run_id,
         "window_start": format_iso_ms(window[0]),
@@ -89,6 +92,7 @@ def basis(
         "inputs_version": inputs_version,
         "settings": settings,
         "totals": dict(totals),
+        "context": context,
     }
 
 
@@ -99,6 +103,7 @@ class Reuse:
     run_id: str
     summary: dict[str, Any]  # that run's output (§7 block + analysis)
     totals: dict[str, Any]  # its totals, unrounded (what the alerts quote)
+    context: str = ""  # its family's context (`basis`)
 
     def what_if(self, cfg: Config, window: Window) -> PricingWhatIf:
         """The pricing what-if over `window`: the stored one, with the months (and so the
@@ -129,7 +134,7 @@ def reusable(store: Store, cfg: Config, window: Window, *, sandbox: bool) -> Reu
         # end rounded down (an extra row there only costs a recomputation) to the new end
         # rounded up (a row stamped in its last millisecond is in the window)
         lo = format_iso_ms(datetime.fromisoformat(stored[1]))
-        if store.rows_between(lo, format_iso_ms(_ceil_ms(window[1]))):
+        if store.rows_between(lo, ceil_ms(window[1])):
             return None
     run = store.get_run(str(found.get("run_id")))
     if not run or run.get("outcome") != "ok" or not isinstance(run.get("summary"), dict):
@@ -137,21 +142,20 @@ def reusable(store: Store, cfg: Config, window: Window, *, sandbox: bool) -> Reu
     summary = run["summary"]
     if "analysis" not in summary or "pricing" not in summary["analysis"]:
         return None
-    return Reuse(run["id"], summary, dict(found.get("totals") or summary["totals"]))
+    totals = dict(found.get("totals") or summary["totals"])
+    return Reuse(run["id"], summary, totals, str(found.get("context") or ""))
 
 
 def _exact(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
-def _ceil_ms(dt: datetime) -> datetime:
-    extra = dt.microsecond % 1000
-    return dt + timedelta(microseconds=1000 - extra) if extra else dt
-
-
-def days_to_recompute(store: Store, cfg: Config, window: Window, *, sandbox: bool) -> list[str]:
+def days_to_recompute(
+    store: Store, cfg: Config, window: Window, *, sandbox: bool, context: str = ""
+) -> list[str]:
     """The days of `window` whose stored actions may differ from what their rows give now:
-    every day, unless the stored results were computed with these settings; then the days
+    every day, unless the stored results were computed with these settings and `context`
+    (what else of the window the actions depend on: `Family.context`); then the days
     the stored window did not cover whole, and those within a day of a day whose rows
     changed since (an action's rows lie within a day of its start)."""
     days = days_of(window)
@@ -159,6 +163,8 @@ def days_to_recompute(store: Store, cfg: Config, window: Window, *, sandbox: boo
     if not days or found is None:
         return days
     if found.get("settings") != settings_fingerprint(cfg, sandbox=sandbox):
+        return days
+    if str(found.get("context") or "") != context:
         return days
     stored = (parse_sf_datetime(found["window_start"]), parse_sf_datetime(found["window_end"]))
     near = _shift(days[0], -1), _shift(days[-1], 1)

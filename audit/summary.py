@@ -54,8 +54,9 @@ def _alert_name(a: dict[str, object]) -> str:
 
 def log_what_it_did(result: RunResult, write: Callable[[str], None]) -> None:
     """The alert lines and the hint as timestamped log lines (beside `--json` output)."""
-    if result.reused:
-        write(log_line("INFO", result.reused))
+    for said in (result.reused, result.recomputed):
+        if said:
+            write(log_line("INFO", said))
     for line in alert_lines(result):
         write(log_line("WARNING" if line.startswith("alert NOT") else "INFO", line))
     if result.hint:
@@ -119,8 +120,9 @@ def print_summary(
     con.print(prices)
 
     _print_budget_and_sync(con, out)
-    if result.reused:
-        con.print(result.reused, markup=False, highlight=False)
+    for said in (result.reused, result.recomputed):
+        if said:
+            con.print(said, markup=False, highlight=False)
     _print_attention(con, result, all_notes)
     con.print(f"Store: {store_path}")
 

@@ -1,7 +1,9 @@
-"""The engine alone over stored data (issue 12): read a window's source rows from a store a
-first run filled, reconcile them into actions, audit them (AWU, findings, totals, pricing)
-and write the actions and daily usage back — no network. Run as a child process by
-`benchmarks/scale.py`, which reads its peak RSS; prints one JSON line of stage seconds.
+"""The engine alone over stored data (issue 12): the core audit of a window a first run
+filled — pass 1 reconciles the stored source rows a chunk at a time and writes the actions
+with their costs, pass 2 reads them back a batch of whole sessions at a time and folds them
+into findings, totals, pricing and the report's aggregates — in one transaction, as a run
+does, with no network. Run as a child process by `benchmarks/scale.py`, which reads its
+peak RSS; prints one JSON line of stage seconds.
 
 Usage: python benchmarks/engine.py CONFIG SINCE UNTIL
 """
@@ -13,15 +15,16 @@ import sys
 import time
 from datetime import datetime
 
+from audit import passes
 from audit.config import load_config
-from audit.engine.sources.core import AWI_FIELDS, ELF_FIELDS, reconcile_tuples
-from audit.engine.window import audit_window
+from audit.engine.fold import WindowFold
 from audit.store import Store
 
 
 def main() -> None:
     cfg = load_config(sys.argv[1])
     window = (datetime.fromisoformat(sys.argv[2]), datetime.fromisoformat(sys.argv[3]))
+    kinds = set(cfg.source.kinds)
     stages: dict[str, float] = {}
     t = time.perf_counter()
 
@@ -31,20 +34,22 @@ def main() -> None:
         stages[name] = round(now - t, 3)
         t = now
 
-    with Store.open(cfg.store.path) as store:
-        awi_rows, elf_rows = store.core_tuples(window, AWI_FIELDS, ELF_FIELDS)
-        lap("read")
-        actions = reconcile_tuples(awi_rows.values(), elf_rows, window=window)
-        del awi_rows, elf_rows
-        lap("reconcile")
-        audit = audit_window(
-            actions, window, rules=cfg.rules, pricing=cfg.pricing, sandbox=False,
-            multi_source=True,
+    with Store.open(cfg.store.path) as store, store.transaction():
+        written = passes.reconcile_days(
+            store, window, rules=cfg.rules, pricing=cfg.pricing,
+            use_awi="agentworkitem" in kinds, use_elf="eventlogfile" in kinds,
         )  # fmt: skip
+        lap("reconcile_write")
+        store.refresh_daily_usage(window)
+        lap("daily_usage")
+        fold = WindowFold(
+            window, rules=cfg.rules, pricing=cfg.pricing, sandbox=False,
+            multi_source={"agentworkitem", "eventlogfile"} <= kinds,
+        )  # fmt: skip
+        passes.fold_window(store, window, fold)
+        audit = fold.finish()
         lap("audit")
-        store.record_window(audit)
-        lap("write")
-    print(json.dumps({"actions": len(actions), "findings": len(audit.result.findings), **stages}))
+    print(json.dumps({"actions": written, "findings": len(audit.findings), **stages}))
 
 
 if __name__ == "__main__":

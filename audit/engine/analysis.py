@@ -16,9 +16,14 @@ from audit.config import PricingConfig
 from audit.engine.awu import ActionCost, credits_for, usd_for
 from audit.engine.model import Action, Case
 from audit.engine.rules import KINDS, Finding, agent_label
+from audit.engine.sums import ExactSum, exact_sum
 
 __all__ = [
     "CaseOutcomes",
+    "CaseTally",
+    "Efficiency",
+    "Reconciliation",
+    "Spend",
     "waste_by",
     "reconcile",
     "efficiency_by_agent",
@@ -53,6 +58,67 @@ _GROUPERS: dict[str, Callable[[Action], str]] = {
 }
 
 
+class _GroupSums:
+    """Per-group counts and exact sums of one float, fed a batch at a time."""
+
+    def __init__(self) -> None:
+        self.count: dict[str, int] = defaultdict(int)
+        self.sums: dict[str, ExactSum] = defaultdict(ExactSum)
+
+    def add_batch(self, values: Mapping[str, list[float]]) -> None:
+        for key, terms in values.items():
+            self.count[key] += len(terms)
+            self.sums[key].add_all(terms)
+
+    def value(self, key: str) -> float:
+        return self.sums[key].value if key in self.sums else 0.0
+
+
+class Spend:
+    """What `waste_by` reads from the actions — AWU and actions per group — a batch at a
+    time (`by`: "action_name" or "agent")."""
+
+    def __init__(self, by: str = "action_name") -> None:
+        if by not in ("action_name", "agent"):
+            raise ValueError(f"waste_by: by must be 'action_name' or 'agent', not {by!r}")
+        self.by = by
+        self._groups = _GroupSums()
+
+    def add(self, actions: Iterable[Action], costs: Mapping[str, ActionCost]) -> None:
+        group_of = _GROUPERS[self.by]
+        batch: dict[str, list[float]] = defaultdict(list)
+        for action in actions:
+            batch[group_of(action)].append(costs[action.id].awu)
+        self._groups.add_batch(batch)
+
+    def rows(self, findings: Iterable[Finding]) -> list[dict[str, Any]]:
+        """The `waste_by` rows of the actions added, with `findings`' waste."""
+        by, groups = self.by, self._groups
+        spend = {key: groups.value(key) for key in groups.sums}
+        total = exact_sum(spend.values())
+        wasted: dict[str, dict[str, float]] = defaultdict(lambda: dict.fromkeys(KINDS, 0.0))
+        found: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(KINDS, 0))
+        for f in findings:
+            key_or_none = f.action_name if by == "action_name" else (f.agent or UNKNOWN_AGENT)
+            if key_or_none is None:
+                continue
+            wasted[key_or_none][f.kind] += f.wasted_awu
+            found[key_or_none][f.kind] += 1
+        rows = []
+        for key in sorted(set(spend) | set(wasted), key=lambda k: (-spend.get(k, 0.0), k)):
+            rows.append(
+                {
+                    "group": key,
+                    "actions": groups.count.get(key, 0),
+                    "awu": _r(spend.get(key, 0.0)),
+                    "share_of_spend": _r(spend.get(key, 0.0) / total) if total else 0.0,
+                    "findings": dict(found[key]),
+                    "wasted_awu": {k: _r(v) for k, v in wasted[key].items()},
+                }
+            )
+        return rows
+
+
 def waste_by(
     findings: Iterable[Finding],
     actions: Iterable[Action],
@@ -66,39 +132,57 @@ def waste_by(
     retry), so the per-kind figures are not summed. Findings without an action name
     (LONG_CONVERSATION) are left out of the by-action view. Sorted by spend, largest first.
     """
-    if by not in ("action_name", "agent"):
-        raise ValueError(f"waste_by: by must be 'action_name' or 'agent', not {by!r}")
-    group_of = _GROUPERS[by]
-    spend: dict[str, float] = defaultdict(float)
-    count: dict[str, int] = defaultdict(int)
-    total = 0.0
-    for action in actions:
-        awu = costs[action.id].awu
-        key = group_of(action)
-        spend[key] += awu
-        count[key] += 1
-        total += awu
-    wasted: dict[str, dict[str, float]] = defaultdict(lambda: dict.fromkeys(KINDS, 0.0))
-    found: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(KINDS, 0))
-    for f in findings:
-        key_or_none = f.action_name if by == "action_name" else (f.agent or UNKNOWN_AGENT)
-        if key_or_none is None:
-            continue
-        wasted[key_or_none][f.kind] += f.wasted_awu
-        found[key_or_none][f.kind] += 1
-    rows = []
-    for key in sorted(set(spend) | set(wasted), key=lambda k: (-spend.get(k, 0.0), k)):
-        rows.append(
-            {
-                "group": key,
-                "actions": count.get(key, 0),
-                "awu": _r(spend.get(key, 0.0)),
-                "share_of_spend": _r(spend.get(key, 0.0) / total) if total else 0.0,
-                "findings": dict(found[key]),
-                "wasted_awu": {k: _r(v) for k, v in wasted[key].items()},
-            }
-        )
-    return rows
+    spend = Spend(by)
+    spend.add(actions, costs)
+    return spend.rows(findings)
+
+
+class Reconciliation:
+    """`reconcile` a batch at a time (`by`: "day", "agent" or "action")."""
+
+    def __init__(self, by: str = "day") -> None:
+        if by not in ("day", "agent", "action"):
+            raise ValueError(f"reconcile: by must be 'day', 'agent' or 'action', not {by!r}")
+        self.by = by
+        self._actions: dict[str, int] = defaultdict(int)
+        self._recomputed = _GroupSums()
+        self._reported = _GroupSums()
+
+    def add(self, actions: Iterable[Action], costs: Mapping[str, ActionCost]) -> None:
+        group_of = _GROUPERS[self.by]
+        counts = self._actions
+        recomputed: dict[str, list[float]] = defaultdict(list)
+        reported: dict[str, list[float]] = defaultdict(list)
+        for action in actions:
+            key = group_of(action)
+            counts[key] += 1
+            if action.reported_awu is None:
+                continue
+            recomputed[key].append(costs[action.id].awu)
+            reported[key].append(action.reported_awu)
+        self._recomputed.add_batch(recomputed)
+        self._reported.add_batch(reported)
+
+    def rows(self, pricing: PricingConfig, *, sandbox: bool = False) -> list[dict[str, Any]]:
+        rows = []
+        for key in sorted(self._actions):
+            n = self._actions[key]
+            recomputed, reported = self._recomputed.value(key), self._reported.value(key)
+            diff = reported - recomputed
+            diff_credits = credits_for(diff, pricing)
+            rows.append(
+                {
+                    "group": key,
+                    "actions": n,
+                    "unreported_actions": n - self._reported.count.get(key, 0),
+                    "recomputed_awu": _r(recomputed),
+                    "reported_awu": _r(reported),
+                    "difference_awu": _r(diff),
+                    "difference_credits": _r(diff_credits),
+                    "difference_usd": _r(usd_for(diff_credits, pricing, sandbox=sandbox)),
+                }
+            )
+        return rows
 
 
 def reconcile(
@@ -115,66 +199,53 @@ def reconcile(
     nothing for cannot be over- or under-billed); `unreported_actions` counts the others.
     difference_* = reported − recomputed: positive means the org over-billed.
     """
-    if by not in ("day", "agent", "action"):
-        raise ValueError(f"reconcile: by must be 'day', 'agent' or 'action', not {by!r}")
-    group_of = _GROUPERS[by]
-    acc: dict[str, dict[str, float]] = defaultdict(
-        lambda: {"actions": 0, "unreported_actions": 0, "recomputed_awu": 0.0, "reported_awu": 0.0}
-    )
-    for action in actions:
-        row = acc[group_of(action)]
-        row["actions"] += 1
-        if action.reported_awu is None:
-            row["unreported_actions"] += 1
-            continue
-        row["recomputed_awu"] += costs[action.id].awu
-        row["reported_awu"] += action.reported_awu
-    rows = []
-    for key in sorted(acc):
-        row = acc[key]
-        diff = row["reported_awu"] - row["recomputed_awu"]
-        diff_credits = credits_for(diff, pricing)
-        rows.append(
-            {
-                "group": key,
-                "actions": int(row["actions"]),
-                "unreported_actions": int(row["unreported_actions"]),
-                "recomputed_awu": _r(row["recomputed_awu"]),
-                "reported_awu": _r(row["reported_awu"]),
-                "difference_awu": _r(diff),
-                "difference_credits": _r(diff_credits),
-                "difference_usd": _r(usd_for(diff_credits, pricing, sandbox=sandbox)),
-            }
-        )
-    return rows
+    tally = Reconciliation(by)
+    tally.add(actions, costs)
+    return tally.rows(pricing, sandbox=sandbox)
+
+
+class Efficiency:
+    """`efficiency_by_agent` a batch at a time."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, int] = defaultdict(int)
+        self._awu = _GroupSums()
+
+    def add(self, actions: Iterable[Action], costs: Mapping[str, ActionCost]) -> None:
+        tokens = self._tokens
+        awu: dict[str, list[float]] = defaultdict(list)
+        for action in actions:
+            cost = costs[action.id]
+            if not cost.billable:
+                continue
+            agent = agent_group(action)
+            tokens[agent] += action.tokens
+            awu[agent].append(cost.awu)
+        self._awu.add_batch(awu)
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for agent in sorted(self._tokens):
+            tokens, awu = self._tokens[agent], self._awu.value(agent)
+            rows.append(
+                {
+                    "agent": agent,
+                    "billable_actions": self._awu.count[agent],
+                    "tokens": tokens,
+                    "awu": _r(awu),
+                    "awu_per_1k_tokens": _r(awu / tokens * 1000) if tokens else None,
+                }
+            )
+        return rows
 
 
 def efficiency_by_agent(
     actions: Iterable[Action], costs: Mapping[str, ActionCost]
 ) -> list[dict[str, Any]]:
     """AWU per 1,000 tokens per agent (billable actions only; None without tokens)."""
-    acc: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0])  # actions, tokens, awu
-    for action in actions:
-        cost = costs[action.id]
-        if not cost.billable:
-            continue
-        row = acc[agent_group(action)]
-        row[0] += 1
-        row[1] += action.tokens
-        row[2] += cost.awu
-    rows = []
-    for agent in sorted(acc):
-        n, tokens, awu = acc[agent]
-        rows.append(
-            {
-                "agent": agent,
-                "billable_actions": int(n),
-                "tokens": int(tokens),
-                "awu": _r(awu),
-                "awu_per_1k_tokens": _r(awu / tokens * 1000) if tokens else None,
-            }
-        )
-    return rows
+    tally = Efficiency()
+    tally.add(actions, costs)
+    return tally.rows()
 
 
 def daily_usage_rows(
@@ -242,6 +313,69 @@ class CaseOutcomes:
         }
 
 
+class CaseTally:
+    """`case_outcomes` a batch at a time. Each `add` must hold whole sessions: a session is
+    linked to a resolved case when any of its actions is."""
+
+    def __init__(self, *, window_start: datetime, window_end: datetime) -> None:
+        self._window = (window_start, window_end)
+        self._resolved: set[str] = set()
+        self._linked = 0
+        self._credits = ExactSum()
+        self._total_awu = ExactSum()
+        self._unresolved_awu = ExactSum()
+
+    def add(
+        self,
+        actions: Sequence[Action],
+        costs: Mapping[str, ActionCost],
+        cases: Mapping[str, Case],
+    ) -> None:
+        start, end = self._window
+        linked_ids = {a.case_id for a in actions if a.case_id is not None}
+        resolved = {
+            case_id
+            for case_id in linked_ids
+            if (case := cases.get(case_id)) is not None
+            and case.is_closed
+            and case.closed_at is not None
+            and start <= case.closed_at < end
+        }
+        self._resolved |= resolved
+        linked = [a for a in actions if a.case_id in resolved]
+        self._linked += len(linked)
+        self._credits.add_all([costs[a.id].credits for a in linked])
+        resolving_sessions = {a.session_id for a in linked if a.session_id is not None}
+        total: list[float] = []
+        unresolved: list[float] = []
+        for action in actions:
+            awu = costs[action.id].awu
+            total.append(awu)
+            if action.session_id is not None:
+                if action.session_id not in resolving_sessions:
+                    unresolved.append(awu)
+            elif action.case_id not in resolved:
+                unresolved.append(awu)
+        self._total_awu.add_all(total)
+        self._unresolved_awu.add_all(unresolved)
+
+    def result(self, pricing: PricingConfig, *, sandbox: bool = False) -> CaseOutcomes:
+        credits = self._credits.value
+        usd = usd_for(credits, pricing, sandbox=sandbox)
+        total_awu, unresolved_awu = self._total_awu.value, self._unresolved_awu.value
+        n = len(self._resolved)
+        return CaseOutcomes(
+            resolved_cases=n,
+            linked_actions=self._linked,
+            credits=credits,
+            cost_usd=usd,
+            credits_per_resolved_case=credits / n if n else None,
+            usd_per_resolved_case=usd / n if n else None,
+            unresolved_awu=unresolved_awu,
+            unresolved_share=unresolved_awu / total_awu if total_awu else None,
+        )
+
+
 def case_outcomes(
     actions: Sequence[Action],
     costs: Mapping[str, ActionCost],
@@ -258,38 +392,6 @@ def case_outcomes(
     and linked to by at least one action. A session is linked to a resolved case when any of
     its actions is; an action without a session stands alone.
     """
-    pricing = pricing or PricingConfig()
-    linked_ids = {a.case_id for a in actions if a.case_id is not None}
-    resolved = {
-        case_id
-        for case_id in linked_ids
-        if (case := cases.get(case_id)) is not None
-        and case.is_closed
-        and case.closed_at is not None
-        and window_start <= case.closed_at < window_end
-    }
-    linked = [a for a in actions if a.case_id in resolved]
-    credits = sum(costs[a.id].credits for a in linked)
-    usd = usd_for(credits, pricing, sandbox=sandbox)
-
-    resolving_sessions = {a.session_id for a in linked if a.session_id is not None}
-    total_awu = unresolved_awu = 0.0
-    for action in actions:
-        awu = costs[action.id].awu
-        total_awu += awu
-        if action.session_id is not None:
-            if action.session_id not in resolving_sessions:
-                unresolved_awu += awu
-        elif action.case_id not in resolved:
-            unresolved_awu += awu
-    n = len(resolved)
-    return CaseOutcomes(
-        resolved_cases=n,
-        linked_actions=len(linked),
-        credits=credits,
-        cost_usd=usd,
-        credits_per_resolved_case=credits / n if n else None,
-        usd_per_resolved_case=usd / n if n else None,
-        unresolved_awu=unresolved_awu,
-        unresolved_share=unresolved_awu / total_awu if total_awu else None,
-    )
+    tally = CaseTally(window_start=window_start, window_end=window_end)
+    tally.add(actions, costs, cases)
+    return tally.result(pricing or PricingConfig(), sandbox=sandbox)

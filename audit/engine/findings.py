@@ -14,6 +14,7 @@ from typing import Any
 from audit.config import SEVERITIES, PricingConfig
 from audit.engine.awu import ActionCost, credits_for, usd_for
 from audit.engine.model import Action
+from audit.engine.sums import ExactSum
 
 __all__ = [
     "KINDS",
@@ -22,6 +23,7 @@ __all__ = [
     "KIND_ORDER",
     "SEVERITY",
     "AuditResult",
+    "Totals",
     "Finding",
     "agent_label",
     "compute_totals",
@@ -170,6 +172,48 @@ def finding_totals(findings: Iterable[Finding]) -> dict[str, dict[str, Any]]:
     return {k: {"count": counts[k], "wasted_awu": round(wasted[k], 6) + 0.0} for k in KINDS}
 
 
+class Totals:
+    """`compute_totals` a batch at a time: `add` each batch of actions with their costs,
+    then `as_json`. Sums do not depend on the order of actions or batches."""
+
+    def __init__(self) -> None:
+        self.actions = self.billable = self.tokens = 0
+        self._awu = ExactSum()
+        self._reported = ExactSum()
+
+    def add(self, actions: Iterable[Action], costs: Mapping[str, ActionCost]) -> None:
+        n = billable = tokens = 0
+        awu: list[float] = []
+        reported: list[float] = []
+        for action in actions:
+            cost = costs[action.id]
+            n += 1
+            billable += cost.billable
+            tokens += action.tokens
+            awu.append(cost.awu)
+            if action.reported_awu is not None:
+                reported.append(action.reported_awu)
+        self.actions += n
+        self.billable += billable
+        self.tokens += tokens
+        self._awu.add_all(awu)
+        self._reported.add_all(reported)
+
+    def as_json(self, *, sandbox: bool, pricing: PricingConfig) -> dict[str, Any]:
+        """§7 `totals`. Credits and dollars come from the recomputed AWU, never the reported."""
+        awu = self._awu.value
+        credits = credits_for(awu, pricing)
+        return {
+            "actions": self.actions,
+            "billable_actions": self.billable,
+            "tokens": self.tokens,
+            "awu": round(awu, 6),
+            "reported_awu": round(self._reported.value, 6),
+            "credits": round(credits, 6),
+            "cost_usd": round(usd_for(credits, pricing, sandbox=sandbox), 6),
+        }
+
+
 def compute_totals(
     actions: Iterable[Action],
     costs: Mapping[str, ActionCost],
@@ -178,23 +222,6 @@ def compute_totals(
     pricing: PricingConfig,
 ) -> dict[str, Any]:
     """§7 `totals`. Credits and dollars come from the recomputed AWU, never the reported."""
-    n = billable = tokens = 0
-    awu = reported = 0.0
-    for action in actions:
-        cost = costs[action.id]
-        n += 1
-        billable += cost.billable
-        tokens += action.tokens
-        awu += cost.awu
-        if action.reported_awu is not None:
-            reported += action.reported_awu
-    credits = credits_for(awu, pricing)
-    return {
-        "actions": n,
-        "billable_actions": billable,
-        "tokens": tokens,
-        "awu": round(awu, 6),
-        "reported_awu": round(reported, 6),
-        "credits": round(credits, 6),
-        "cost_usd": round(usd_for(credits, pricing, sandbox=sandbox), 6),
-    }
+    totals = Totals()
+    totals.add(actions, costs)
+    return totals.as_json(sandbox=sandbox, pricing=pricing)

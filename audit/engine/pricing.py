@@ -16,8 +16,11 @@ from typing import Any
 from audit.config import PricingConfig
 from audit.engine.awu import ActionCost, usd_for
 from audit.engine.model import Action
+from audit.engine.sums import ExactSum
 
-__all__ = ["PricingWhatIf", "price_window", "repriced", "window_months", "LENGTH_BUCKETS"]
+__all__ = [
+    "PricingTally", "PricingWhatIf", "price_window", "repriced", "window_months", "LENGTH_BUCKETS",
+]  # fmt: skip
 
 #: histogram buckets of billable actions per session: (label, low, high inclusive)
 LENGTH_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
@@ -91,6 +94,72 @@ def _next_month(dt: datetime) -> datetime:
     return dt.replace(month=dt.month + 1)
 
 
+class PricingTally:
+    """`price_window` a batch at a time. Each `add` must hold whole sessions (a session's
+    actions all in one batch): the per-conversation price counts sessions by their
+    billable actions."""
+
+    def __init__(self) -> None:
+        self._credits = ExactSum()
+        self._lengths: Counter[int] = Counter()  # billable actions per session → sessions
+        self._users: set[str] = set()
+
+    def add(self, actions: Iterable[Action], costs: Mapping[str, ActionCost]) -> None:
+        credits: list[float] = []
+        billable_per_session: Counter[str] = Counter()
+        users = self._users
+        for action in actions:
+            cost = costs[action.id]
+            credits.append(cost.credits)
+            if action.session_id is not None:
+                billable_per_session[action.session_id] += cost.billable
+            if action.user_id is not None:
+                users.add(action.user_id)
+        self._credits.add_all(credits)
+        self._lengths.update(billable_per_session.values())
+
+    @property
+    def credits(self) -> float:
+        """Σ credits of the actions added (before any sandbox discount)."""
+        return self._credits.value
+
+    def result(
+        self,
+        pricing: PricingConfig,
+        *,
+        window_start: datetime,
+        window_end: datetime,
+        sandbox: bool,
+    ) -> PricingWhatIf:
+        flex = usd_for(self.credits, pricing, sandbox=sandbox)
+        sessions = sum(self._lengths.values())
+        months = window_months(window_start, window_end)
+        per_conversation = pricing.per_conversation_usd * sessions
+        per_user = pricing.per_user_month_usd * len(self._users) * months
+        cheapest = _cheapest(flex, per_conversation, per_user)
+
+        usd_per_awu = pricing.credits_per_awu * pricing.usd_per_credit
+        crossover_conv = pricing.per_conversation_usd / usd_per_awu
+        crossover_user = pricing.per_user_month_usd / usd_per_awu
+        histogram = dict.fromkeys((label for label, _, _ in LENGTH_BUCKETS), 0)
+        for count, n in self._lengths.items():
+            histogram[_bucket(count)] += n
+        above = sum(n for count, n in self._lengths.items() if count > crossover_conv)
+        return PricingWhatIf(
+            flex_usd=flex,
+            per_conversation_usd=per_conversation,
+            per_user_usd=per_user,
+            cheapest=cheapest,
+            sessions=sessions,
+            distinct_users=len(self._users),
+            months=months,
+            length_distribution=histogram,
+            sessions_above_crossover=above,
+            crossover_actions_per_conversation=crossover_conv,
+            crossover_actions_per_user_month=crossover_user,
+        )
+
+
 def price_window(
     actions: Iterable[Action],
     costs: Mapping[str, ActionCost],
@@ -101,44 +170,9 @@ def price_window(
     sandbox: bool,
 ) -> PricingWhatIf:
     """Price one window's actions under Flex Credits, per conversation and per user."""
-    credits = 0.0
-    billable_per_session: Counter[str] = Counter()
-    users: set[str] = set()
-    for action in actions:
-        cost = costs[action.id]
-        credits += cost.credits
-        if action.session_id is not None:
-            billable_per_session[action.session_id] += cost.billable
-        if action.user_id is not None:
-            users.add(action.user_id)
-
-    flex = usd_for(credits, pricing, sandbox=sandbox)
-    sessions = len(billable_per_session)
-    months = window_months(window_start, window_end)
-    per_conversation = pricing.per_conversation_usd * sessions
-    per_user = pricing.per_user_month_usd * len(users) * months
-    cheapest = _cheapest(flex, per_conversation, per_user)
-
-    usd_per_awu = pricing.credits_per_awu * pricing.usd_per_credit
-    crossover_conv = pricing.per_conversation_usd / usd_per_awu
-    crossover_user = pricing.per_user_month_usd / usd_per_awu
-    histogram = dict.fromkeys((label for label, _, _ in LENGTH_BUCKETS), 0)
-    for count in billable_per_session.values():
-        histogram[_bucket(count)] += 1
-    above = sum(1 for count in billable_per_session.values() if count > crossover_conv)
-    return PricingWhatIf(
-        flex_usd=flex,
-        per_conversation_usd=per_conversation,
-        per_user_usd=per_user,
-        cheapest=cheapest,
-        sessions=sessions,
-        distinct_users=len(users),
-        months=months,
-        length_distribution=histogram,
-        sessions_above_crossover=above,
-        crossover_actions_per_conversation=crossover_conv,
-        crossover_actions_per_user_month=crossover_user,
-    )
+    tally = PricingTally()
+    tally.add(actions, costs)
+    return tally.result(pricing, window_start=window_start, window_end=window_end, sandbox=sandbox)
 
 
 def repriced(

@@ -9,10 +9,10 @@ whatever its order.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from audit.config import PricingConfig, RulesConfig
-from audit.engine.awu import ActionCost, recompute_awu
+from audit.engine.awu import ActionCost, CostTable
 from audit.engine.findings import (
     KIND_ORDER,
     KINDS,
@@ -70,6 +70,8 @@ def evaluate(
     sandbox: bool = False,
     multi_source: bool = True,
     is_retrieval: Callable[[Action], bool] | None = None,
+    known_fingerprints: Mapping[str, str | None] | None = None,
+    cost_table: CostTable | None = None,
 ) -> AuditResult:
     """Recompute every action's AWU and derive the SPEC §4 findings.
 
@@ -79,15 +81,19 @@ def evaluate(
 
     `multi_source` is False when only one source is configured (Data 360): no SOURCE_GAP.
     `is_retrieval` decides what REDUNDANT_RETRIEVAL looks at (default: Query/Retrieval type).
+    `known_fingerprints`: the actions' input fingerprints when they are known already (an action
+    read back from the store), by id; the inputs are then not read. `cost_table`: the
+    costs already computed (kept across the batches of a window).
     """
     retrieval = is_retrieval or is_query_or_retrieval
     costs: dict[str, ActionCost] = {}
     ctx = Ctx(rules, pricing, costs, sandbox)
     findings: list[Finding] = []
     bad_records: list[str] = []
-    # Caches keep a million actions fast: costs depend only on (billable, channel, tokens),
+    # Caches keep a million actions fast: costs depend only on (billable, channel, units),
     # fingerprints only on the input text, and both repeat a lot.
-    cost_cache: dict[tuple[bool, str, int], ActionCost] = {}
+    table = cost_table or CostTable(rules, pricing)
+    cost_cache = table.by_tokens
     fp_cache: dict[str, str | None] = {}
     fingerprints: dict[str, str] = {}
 
@@ -110,13 +116,15 @@ def evaluate(
         cost_key = (billable, action.channel, action.tokens)
         cost = cost_cache.get(cost_key)
         if cost is None:
-            cost = cost_cache[cost_key] = recompute_awu(action, rules, pricing)
+            cost = table.add(action, cost_key)
         costs[action.id] = cost
 
         fp: str | None = None
         if action.source != "elf":
             raw = action.action_input
-            if raw is not None:
+            if known_fingerprints is not None:
+                fp = known_fingerprints.get(action.id)
+            elif raw is not None:
                 if raw in fp_cache:
                     fp = fp_cache[raw]
                 else:

@@ -4,14 +4,13 @@ the totals and the pricing comparison — and the §7 run-output block that show
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from audit.config import PricingConfig, RulesConfig
-from audit.engine.model import Action, format_iso_ms
-from audit.engine.pricing import PricingWhatIf, price_window
-from audit.engine.rules import AuditResult, compute_totals, evaluate, finding_totals
+from audit.engine.fold import SourceQuality, WindowAudit, WindowFold
+from audit.engine.model import Action, Case, format_iso_ms
+from audit.engine.rules import finding_totals
 
 __all__ = ["SourceQuality", "WindowAudit", "audit_window", "run_block", "top_findings"]
 
@@ -19,28 +18,8 @@ __all__ = ["SourceQuality", "WindowAudit", "audit_window", "run_block", "top_fin
 EXAMPLES = 10
 
 
-@dataclass(frozen=True)
-class SourceQuality:
-    """What the sources said could not be data in a window (SPEC §3.5): bad records per
-    reason class and the first few, each with its location (as the store keeps them)."""
-
-    by_reason: Mapping[str, int] = field(default_factory=dict)
-    examples: Sequence[Mapping[str, Any]] = ()
-
-
-@dataclass(frozen=True)
-class WindowAudit:
-    window: tuple[datetime, datetime]
-    sandbox: bool
-    actions: list[Action]
-    result: AuditResult
-    totals: dict[str, Any]
-    what_if: PricingWhatIf
-    quality: SourceQuality = field(default_factory=SourceQuality)
-
-
 def audit_window(
-    actions: list[Action],
+    actions: Sequence[Action],
     window: tuple[datetime, datetime],
     *,
     rules: RulesConfig,
@@ -49,29 +28,22 @@ def audit_window(
     multi_source: bool,
     is_retrieval: Callable[[Action], bool] | None = None,
     quality: SourceQuality | None = None,
+    cases: Mapping[str, Case] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> WindowAudit:
-    """Recompute, find, total and price the window's actions (`quality`: what the sources
-    could not read in the window, reported beside them)."""
-    result = evaluate(
-        actions,
-        rules,
-        pricing,
+    """Recompute, find, total and price a window's actions held in memory — one batch
+    through the fold (`quality`: what the sources could not read in the window, reported
+    beside them; `cases`: the stored Cases the actions link to)."""
+    fold = WindowFold(
+        window,
+        rules=rules,
+        pricing=pricing,
         sandbox=sandbox,
         multi_source=multi_source,
         is_retrieval=is_retrieval,
     )
-    totals = compute_totals(actions, result.costs, sandbox=sandbox, pricing=pricing)
-    what_if = price_window(
-        actions,
-        result.costs,
-        pricing,
-        window_start=window[0],
-        window_end=window[1],
-        sandbox=sandbox,
-    )
-    return WindowAudit(
-        window, sandbox, actions, result, totals, what_if, quality or SourceQuality()
-    )
+    fold.add(actions, cases)
+    return fold.finish(quality, extra)
 
 
 def run_block(
@@ -92,7 +64,7 @@ def run_block(
         "is_sandbox": audit.sandbox,
         "window": {"start": format_iso_ms(start), "end": format_iso_ms(end)},
         "totals": audit.totals,
-        "findings": finding_totals(audit.result.findings),
+        "findings": finding_totals(audit.findings),
         "budget": dict(budget),
         "pricing": audit.what_if.as_json(),
         "sync": dict(sync),
@@ -108,9 +80,9 @@ def data_quality(audit: WindowAudit, *, bad_files: int = 0) -> dict[str, Any]:
     the sources' bad records (reason `bad_file`); `bad_files`, the count a caller read from
     the store's file list, only covers a store the sources have not written to yet."""
     by_reason = dict(audit.quality.by_reason)
-    no_input = audit.result.bad_records
-    if no_input:
-        by_reason["bad_input"] = by_reason.get("bad_input", 0) + len(no_input)
+    no_input = audit.bad_records
+    if audit.bad_record_count:
+        by_reason["bad_input"] = by_reason.get("bad_input", 0) + audit.bad_record_count
     examples = [_example(b) for b in audit.quality.examples[:EXAMPLES]]
     examples += [
         {"reason": "bad_input", "location": f"action {action_id}", "detail": "input not JSON"}
@@ -140,4 +112,4 @@ def _example(bad: Mapping[str, Any]) -> dict[str, Any]:
 
 def top_findings(audit: WindowAudit, n: int = 5) -> Sequence[Any]:
     """The `n` costliest findings (the summary's "top waste")."""
-    return sorted(audit.result.findings, key=lambda f: (-f.wasted_usd, f.kind, f.key))[:n]
+    return sorted(audit.findings, key=lambda f: (-f.wasted_usd, f.kind, f.key))[:n]

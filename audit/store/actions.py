@@ -4,15 +4,15 @@ daily usage, credits of a period, per-day credits, the rows spike detection read
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from audit.engine.model import days_of
-from audit.engine.window import WindowAudit
-from audit.store.db import StoreBase, in_lists
+from audit.engine.awu import ActionCost
+from audit.engine.model import Action, days_of, parse_sf_datetime
+from audit.store.db import StoreBase, in_lists, map_errors
 from audit.store.values import PLAIN, bound, iso, to_db_value
 
-__all__ = ["Actions"]
+__all__ = ["Actions", "ceil_ms"]
 
 ACTION_COLUMNS = (
     "id", "session_id", "agent_id", "agent_name", "action_name", "action_type", "channel",
@@ -32,6 +32,16 @@ _UPSERT_ACTION_SQL = (
     + f" WHERE ({', '.join(f'actions.{c}' for c in ACTION_COLUMNS[1:])}) IS NOT "
     + f"({', '.join(f'excluded.{c}' for c in ACTION_COLUMNS[1:])})"
 )
+# what the audit reads back (`stored_actions_by_session`), whole sessions together
+_READ_BACK_SQL = (
+    "SELECT id, session_id, action_name, action_type, channel, status, tokens, started_at, "
+    "reported_awu, prompt_tokens, completion_tokens, agent_id, agent_name, error_code, "
+    "user_id, case_id, source, elf_tokens, fingerprint FROM actions "
+    "WHERE started_at >= ? AND started_at < ? ORDER BY session_id"
+)
+_STARTS_IN_WINDOW_SQL = (
+    'SELECT "id", "started_at" FROM actions WHERE "started_at" >= ? AND "started_at" < ?'
+)
 _IDS_IN_WINDOW_SQL = 'SELECT "id" FROM actions WHERE "started_at" >= ? AND "started_at" < ?'
 
 _DAILY_USAGE_SQL = """
@@ -48,11 +58,15 @@ def _action_tuple(row: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(v if isinstance(v, PLAIN) else to_db_value(v) for v in values)
 
 
-def _action_tuples(audit: WindowAudit, cost_factor: float) -> Iterator[tuple[Any, ...]]:
+def _action_tuples(
+    actions: Iterable[Action],
+    costs: Mapping[str, ActionCost],
+    fingerprints: Mapping[str, str],
+    cost_factor: float,
+) -> Iterator[tuple[Any, ...]]:
     """Each action with its recomputed cost, as a row of ACTION_COLUMNS; dollars times
     `cost_factor` (a sandbox's discount). Tuples straight from the actions: no dict per row."""
-    costs, fingerprints = audit.result.costs, audit.result.fingerprints
-    for a in audit.actions:
+    for a in actions:
         c = costs[a.id]
         yield (
             a.id, a.session_id, a.agent_id, a.agent_name, a.action_name, a.action_type,
@@ -64,14 +78,102 @@ def _action_tuples(audit: WindowAudit, cost_factor: float) -> Iterator[tuple[Any
         )  # fmt: skip
 
 
+def _stored_action(r: tuple[Any, ...]) -> Action:
+    """A row of _READ_BACK_SQL as the action it was written from, its input aside (its
+    fingerprint comes with it). Positional: Action's fields in _READ_BACK_SQL's order."""
+    return Action(
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], _parse_stored(r[7]), r[8], r[9], r[10],
+        r[11], r[12], r[13], None, r[14], r[15], r[16], r[17],
+    )  # fmt: skip
+
+
+def _remember(rows: Iterable[tuple[Any, ...]], written: set[str]) -> Iterator[tuple[Any, ...]]:
+    """`rows` as they go, their ids added to `written`."""
+    for row in rows:
+        written.add(row[0])
+        yield row
+
+
+def ceil_ms(value: datetime) -> str:
+    """`value` as stored text, rounded up to the next millisecond when it has finer digits
+    (a window's end taken as the upper bound of a query that keeps everything before it)."""
+    if value.microsecond % 1000:
+        value += timedelta(microseconds=1000 - value.microsecond % 1000)
+    return iso(value)
+
+
+def _parse_stored(text: str) -> datetime:
+    """The store's canonical `YYYY-MM-DDTHH:MM:SS.mmmZ` as aware UTC."""
+    return datetime.fromisoformat(text) if text.endswith("Z") else parse_sf_datetime(text)
+
+
 class Actions(StoreBase):
-    def record_window(self, audit: WindowAudit, *, cost_factor: float = 1.0) -> None:
-        """The audited window's actions replace the stored ones, and the daily usage of
-        its days is summed anew — in one transaction."""
-        days = days_of(audit.window)
+    def write_actions_of(
+        self,
+        chunk: tuple[datetime, datetime],
+        actions: Iterable[Action],
+        costs: Mapping[str, ActionCost],
+        fingerprints: Mapping[str, str],
+        *,
+        cost_factor: float = 1.0,
+    ) -> list[tuple[str, str]]:
+        """Upsert the actions of one chunk of a window, each with its recomputed cost and
+        input fingerprint (dollars times `cost_factor`): a row identical to the stored one
+        is not written. Returns the chunk's stored actions that were not among them, as
+        (id, started_at): gone, or moved to a chunk not written yet — `delete_unwritten`
+        tells them apart once every chunk is written. Holds only this chunk's ids."""
+        rows = _action_tuples(actions, costs, fingerprints, cost_factor)
+        written: set[str] = set()
         with self.transaction():
-            self._replace_action_tuples(audit.window, _action_tuples(audit, cost_factor))
-            self.replace_daily_usage(days, self.usage_of_days(days))
+            self._executemany(_UPSERT_ACTION_SQL, _remember(rows, written))
+            stored = self._tuples(_STARTS_IN_WINDOW_SQL, (iso(chunk[0]), iso(chunk[1])))
+        return [(i, started) for i, started in stored if i not in written]
+
+    def delete_unwritten(self, unwritten: Iterable[tuple[str, str]]) -> None:
+        """Delete the actions `write_actions_of` found unwritten that no later chunk wrote
+        either: a row another chunk rewrote has that chunk's started_at now, so a row still
+        at its old started_at was not rewritten. A moved action keeps its row (its place
+        in the table, and so the order sums over the table see)."""
+        with self.transaction():
+            self._executemany(
+                'DELETE FROM actions WHERE "id" = ? AND "started_at" = ?', list(unwritten)
+            )
+
+    def replace_actions_of(
+        self,
+        window: tuple[datetime, datetime],
+        actions: Iterable[Action],
+        costs: Mapping[str, ActionCost],
+        fingerprints: Mapping[str, str],
+        *,
+        cost_factor: float = 1.0,
+    ) -> None:
+        """The actions of [start, end) become `actions` (`write_actions_of` for the whole
+        window, then `delete_unwritten`)."""
+        self.delete_unwritten(
+            self.write_actions_of(window, actions, costs, fingerprints, cost_factor=cost_factor)
+        )
+
+    def refresh_daily_usage(self, window: tuple[datetime, datetime]) -> None:
+        """Sum the daily usage of the days `window` touches anew from the stored actions."""
+        days = days_of(window)
+        self.replace_daily_usage(days, self.usage_of_days(days))
+
+    def stored_actions_by_session(
+        self, window: tuple[datetime, datetime]
+    ) -> Iterator[tuple[Action, str | None]]:
+        """The stored actions that started in [start, end), each with its input
+        fingerprint, ordered by session (actions without a session first): read a row at a
+        time, never the window at once."""
+        start, end = window
+        params = (iso(start), ceil_ms(end))
+        with map_errors(self.path):
+            cursor = self._db.conn.execute(_READ_BACK_SQL, params)
+            while rows := cursor.fetchmany(2000):
+                for row in rows:
+                    action = _stored_action(row)
+                    if start <= action.started_at < end:
+                        yield action, row[18]
 
     def replace_actions(
         self, window: tuple[datetime | str, datetime | str], rows: Iterable[Mapping[str, Any]]
@@ -87,14 +189,8 @@ class Actions(StoreBase):
         that are not among them: unchanged rows are never written."""
         start, end = window
         written: set[str] = set()
-
-        def remember(rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
-            for row in rows:
-                written.add(row[0])
-                yield row
-
         with self.transaction():
-            self._executemany(_UPSERT_ACTION_SQL, remember(rows))
+            self._executemany(_UPSERT_ACTION_SQL, _remember(rows, written))
             stored = self._tuples(_IDS_IN_WINDOW_SQL, (bound(start), bound(end)))
             gone = [i for (i,) in stored if i not in written]
             del stored

@@ -99,15 +99,6 @@ class Basis(StoreBase):
         lo, hi = bound(start), bound(end)
         return bool(self._tuples(_ROW_IN_SQL, [lo, hi] * _ROW_IN_TABLES))
 
-    def window_case_ids(self, start: datetime | str, end: datetime | str) -> list[str]:
-        """The Cases the stored actions of [start, end) point at."""
-        rows = self._tuples(
-            "SELECT DISTINCT case_id FROM actions "
-            "WHERE started_at >= ? AND started_at < ? AND case_id IS NOT NULL",
-            [bound(start), bound(end)],
-        )
-        return sorted(r[0] for r in rows)
-
     def see_findings(self, run_id: str, start: datetime | str, end: datetime | str) -> None:
         """The window's open findings were seen again by `run_id` (a reused result)."""
         self._execute(

@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from audit.engine.model import Case, parse_sf_datetime
 from audit.errors import StoreError
+from audit.store.actions import ceil_ms
 from audit.store.basis import Basis
 from audit.store.db import in_lists
 from audit.store.quality import Quality
@@ -101,6 +102,40 @@ _D360_ROWS_SQL = """
     LEFT JOIN d360_steps st ON st.request_id = e.request_id
     WHERE e.started_at >= ? AND e.started_at < ?
 """
+
+
+# the chunk readers (`core_chunk`): a log row belongs to the group of its WORK_ITEM_ID,
+# else of its REQUEST_ID (as the engine groups them)
+_GROUP_KEY = "coalesce(nullif(e.work_item_id, ''), e.request_id)"
+_RECORD_LOGS_SQL = (
+    "SELECT {cols} FROM awi_records a JOIN elf_events e ON e.work_item_id = a.id "
+    "WHERE a.started_at >= ? AND a.started_at < ? UNION ALL "
+    "SELECT {cols} FROM awi_records a JOIN elf_events e ON e.request_id = a.id "
+    "AND coalesce(e.work_item_id, '') = '' WHERE a.started_at >= ? AND a.started_at < ?"
+)
+_NO_RECORD = f"AND NOT EXISTS (SELECT 1 FROM awi_records a WHERE a.id = {_GROUP_KEY})"
+_LOG_ONLY_SQL = (
+    f"WITH k AS (SELECT DISTINCT {_GROUP_KEY} AS key FROM elf_events e "
+    "WHERE e.started_at >= ? AND e.started_at < ? {no_record}) "
+    "SELECT {cols} FROM k JOIN elf_events e ON e.work_item_id = k.key UNION ALL "
+    "SELECT {cols} FROM k JOIN elf_events e ON e.request_id = k.key "
+    "AND coalesce(e.work_item_id, '') = ''"
+)
+# agent names (`agent_names_for`): per agent the name of its latest record in the margin
+# (the order the margin's records were once read in), then those of the records outside
+# the margin that log rows inside it point at, by id
+_NAMES_SQL = (
+    "SELECT agent, agent_name FROM (SELECT substr(agent_id, 1, 15) AS agent, agent_name, "
+    "max(started_at || printf('%020d', rowid)) FROM awi_records "
+    "WHERE started_at >= ? AND started_at < ? AND agent_id != '' AND agent_name != '' "
+    "GROUP BY 1)"
+)
+_REFERENCED_NAMES_SQL = (
+    "SELECT substr(a.agent_id, 1, 15), a.agent_name FROM awi_records a "
+    "WHERE (a.started_at < ? OR a.started_at >= ?) AND a.agent_id != '' "
+    "AND a.agent_name != '' AND EXISTS (SELECT 1 FROM elf_events e "
+    "WHERE e.work_item_id = a.id AND e.started_at >= ? AND e.started_at < ?) ORDER BY a.id"
+)
 
 
 def _tuples(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> list[tuple[Any, ...]]:
@@ -347,6 +382,59 @@ class Sources(Quality, Basis):
                     seen.add(r[0])
                     log_rows.append(r)
         return awi_rows, log_rows
+
+    def core_chunk(
+        self,
+        chunk: tuple[datetime, datetime],
+        awi_columns: Sequence[str],
+        log_columns: Sequence[str],
+        *,
+        use_awi: bool = True,
+        use_elf: bool = True,
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Exactly the rows the actions starting in `chunk` [c0, c1) are built from, as
+        tuples of `awi_columns` and `log_columns`: the AgentWorkItem records started in it
+        (`use_awi`) with every log row of theirs, any day (`use_elf`); and for actions
+        only the log files hold (`use_elf`), every row, any day, of each group — rows of
+        one WORK_ITEM_ID, else of one REQUEST_ID — that has a row in the chunk and no
+        record among the sources used. The engine keeps the groups whose earliest row is
+        in the chunk. A bound with sub-millisecond digits is widened to the next stored
+        millisecond: the engine compares exactly."""
+        c0, c1 = iso(chunk[0]), ceil_ms(chunk[1])
+        awi_sql = ", ".join(awi_columns)
+        cols = ", ".join(f"e.{c}" for c in log_columns)
+        awi_rows: list[tuple[Any, ...]] = []
+        log_rows: list[tuple[Any, ...]] = []
+        if use_awi:
+            awi_rows = self._tuples(
+                f"SELECT {awi_sql} FROM awi_records WHERE started_at >= ? AND started_at < ?",
+                [c0, c1],
+            )
+        if use_awi and use_elf:
+            log_rows = self._tuples(_RECORD_LOGS_SQL.format(cols=cols), [c0, c1, c0, c1])
+        if use_elf:
+            no_record = _NO_RECORD if use_awi else ""
+            log_rows += self._tuples(_LOG_ONLY_SQL.format(cols=cols, no_record=no_record), [c0, c1])
+        return awi_rows, log_rows
+
+    def agent_names_for(self, window: tuple[datetime, datetime]) -> dict[str, str]:
+        """Agent id (first 15 characters) → name, from the AgentWorkItem records a day
+        around `window` and those its log rows there point at: what ELF-only actions are
+        named by (where records disagree, the latest record's name; then the pointed-at
+        records' by id)."""
+        margin = [iso(window[0] - timedelta(days=1)), iso(window[1] + timedelta(days=1))]
+        names = dict(self._tuples(_NAMES_SQL, margin))
+        names.update(self._tuples(_REFERENCED_NAMES_SQL, margin + margin))
+        return names
+
+    def awi_case_ids(self, window: tuple[datetime, datetime]) -> list[str]:
+        """The Cases the AgentWorkItem records started in `window` link to (sorted)."""
+        rows = self._tuples(
+            "SELECT DISTINCT case_id FROM awi_records WHERE started_at >= ? AND started_at < ? "
+            "AND case_id IS NOT NULL AND case_id != '' ORDER BY case_id",
+            [iso(window[0]), ceil_ms(window[1])],
+        )
+        return [r[0] for r in rows]
 
     def _columns(self, table: str) -> list[str]:
         return [r[1] for r in self._tuples(f"PRAGMA table_info({table})")]

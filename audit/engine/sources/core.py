@@ -13,7 +13,14 @@ from typing import Any
 
 from audit.engine.model import Action, parse_sf_datetime
 
-__all__ = ["AWI_FIELDS", "ELF_FIELDS", "elf_group_key", "reconcile", "reconcile_tuples"]
+__all__ = [
+    "AWI_FIELDS",
+    "ELF_FIELDS",
+    "agent_names",
+    "elf_group_key",
+    "reconcile",
+    "reconcile_tuples",
+]
 
 #: the stored columns reconciliation reads, in the order of the tuples `reconcile_tuples`
 #: takes: the store reads them straight into tuples, no dict per row
@@ -66,6 +73,7 @@ def reconcile_tuples(
     window: tuple[datetime, datetime],
     use_awi: bool = True,
     use_elf: bool = True,
+    names: Mapping[str, str] | None = None,
 ) -> list[Action]:
     """Merge both sources and keep the actions whose started_at lies in [start, end).
 
@@ -73,7 +81,8 @@ def reconcile_tuples(
     AgentWorkItem values win and the log files' TOTAL_TOKENS is kept as `elf_tokens` (a
     difference is a SOURCE_GAP). Several REQUEST_IDs under one WORK_ITEM_ID are one action:
     tokens and AWU_COUNT are summed, started_at is the earliest row's. An ELF-only action
-    takes its fields from the CSV.
+    takes its fields from the CSV, and its agent's name from `names` (agent id's first 15
+    characters → name; default: the names `awi_rows` carry, see `agent_names`).
     """
     start, end = window
     awi = {str(r[_A_ID]): r for r in awi_rows} if use_awi else {}
@@ -89,19 +98,25 @@ def reconcile_tuples(
         action = _from_awi(rec, source="both" if group else "awi", elf_tokens=elf_tokens)
         if start <= action.started_at < end:
             actions.append(action)
-    # log rows carry only the agent's id: name ELF-only actions after their agent
-    # (keyed by the id's first 15 characters: log files may carry the 15-character form)
-    names = {
-        str(r[_A_AGENT])[:15]: r[_A_AGENT_NAME]
-        for r in awi.values()
-        if r[_A_AGENT] and r[_A_AGENT_NAME]
-    }
+    if names is None:
+        names = agent_names(awi.values())
     for key, group in groups.items():
         action = _from_elf(key, group, names)
         if start <= action.started_at < end:
             actions.append(action)
     actions.sort(key=lambda a: (a.started_at, a.id))
     return actions
+
+
+def agent_names(awi_rows: Iterable[Row]) -> dict[str, str]:
+    """Log rows carry only the agent's id: ELF-only actions are named after their agent
+    from the AgentWorkItem rows, keyed by the id's first 15 characters (log files may carry
+    the 15-character form); where rows disagree, the last one's name."""
+    return {
+        str(r[_A_AGENT])[:15]: r[_A_AGENT_NAME]
+        for r in awi_rows
+        if r[_A_AGENT] and r[_A_AGENT_NAME]
+    }
 
 
 def _from_awi(rec: Row, *, source: str, elf_tokens: int | None) -> Action:
