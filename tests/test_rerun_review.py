@@ -471,3 +471,37 @@ def test_a_data360_rerun_names_the_objects_it_read(
         twins = _twins(cfg, tmp_path, (SINCE, QUIET), QUIET + timedelta(days=3, hours=1))
         assert twins.full.output["data360"]["objects"]["session"] == moved.stem
         twins.assert_same()
+
+
+# -- partial recomputation: only the days whose rows changed are reconciled anew ---------------
+def test_a_corrected_record_recomputes_its_days_only_and_ends_as_a_recomputation_would(
+    tmp_path: Path, snapshot: Path, labels: dict[str, Any], mock_org: Any
+) -> None:
+    org, server = mock_org
+    cfg = load_config(make_config(tmp_path, snapshot, server))
+    run_audit(cfg, since=SINCE, until=UNTIL)
+    key = labels["findings"]["AWU_MISMATCH"]["keys"][0]
+    action = next(a for a in labels["actions"] if a["key"] == key)
+    org.update_record("AgentWorkItem", key, {"AwuCount__c": float(action["awu"])})
+    later = datetime.now(UTC) + timedelta(seconds=2)  # a sync takes rows modified before it
+    # the next night's window starts a day later: only the corrected day and its
+    # neighbours are reconciled again, and the result is a full recomputation's
+    twins = _twins(cfg, tmp_path, (SINCE + timedelta(days=1), UNTIL), later)
+    twins.assert_same()
+    assert twins.reused.output["sync"]["records"] == 1 and twins.reused.reused is None
+    said = twins.reused.recomputed or ""
+    assert said.startswith("recomputed ") and " of 6 days" in said
+    assert 1 <= int(said.split()[1]) <= 3
+    fixed = twins.reused.output["findings"]["AWU_MISMATCH"]["count"]
+    assert fixed == twins.full.output["findings"]["AWU_MISMATCH"]["count"]
+
+
+def test_a_window_that_moved_with_nothing_changed_reconciles_no_day_again(
+    tmp_path: Path, snapshot: Path, mock_org: Any
+) -> None:
+    cfg = load_config(make_config(tmp_path, snapshot, mock_org[1]))
+    run_audit(cfg, since=SINCE, until=UNTIL, now=LATER)
+    twins = _twins(cfg, tmp_path, (SINCE + timedelta(days=2), UNTIL), LATER + timedelta(hours=1))
+    twins.assert_same()
+    assert twins.reused.recomputed == "recomputed 0 of 5 days (the others unchanged since the last run)"
+    assert twins.full.recomputed is None
