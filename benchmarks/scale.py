@@ -8,7 +8,10 @@ and that child's peak RSS):
 
 - floor: `benchmarks/floor.py`, plain httpx + json/csv making the connector's requests;
 - first `audit run --json` over the window, into a fresh store;
-- second run right after it (nothing new);
+- second run right after it (nothing new: the stored results are reused);
+- the same window again with `--full` (recomputed whole, as every re-run was before);
+- the next night's window (start a day later, nothing new: no day reconciled again, the
+  window's rules and sums over the stored actions);
 - engine alone over the stored window: `benchmarks/engine.py`.
 
 It prints the issue's table (first run / floor, peak RSS, re-run / first run, and across
@@ -32,7 +35,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -154,16 +157,21 @@ def measure_size(snap: Path, work: Path) -> dict[str, Any]:
                "--until", until, "--json"]  # fmt: skip
         first = child(run)
         second = child(run)
+        full = child([*run, "--full"])
+        next_day = (datetime.fromisoformat(since.replace("Z", "+00:00")) + timedelta(days=1))
+        moved = child([*run[:7], next_day.isoformat(), *run[8:]])
     engine = child([PY, str(HERE / "engine.py"), str(cfg), since, until])
     assert first.out["totals"]["actions"] == n, (first.out["totals"], n)
     assert second.out["totals"] == first.out["totals"]
     return {
         "actions": n, "source_rows": rows_on_disk, "window": [since, until],
         "floor": asdict(floor), "first_run": asdict(first), "second_run": asdict(second),
-        "engine": asdict(engine),
+        "full_rerun": asdict(full), "next_night": asdict(moved), "engine": asdict(engine),
         "ratios": {
             "first_over_floor": round(first.wall_s / floor.wall_s, 2),
             "rerun_over_first": round(second.wall_s / first.wall_s, 3),
+            "full_rerun_over_first": round(full.wall_s / first.wall_s, 3),
+            "next_night_over_first": round(moved.wall_s / first.wall_s, 3),
             "engine_over_first": round(engine.wall_s / first.wall_s, 3),
             "kb_per_action": round(first.peak_rss_mb * 1024 / n, 2),
         },
@@ -173,7 +181,7 @@ def measure_size(snap: Path, work: Path) -> dict[str, Any]:
 def report(size: dict[str, Any]) -> None:
     n, rows = size["actions"], size["source_rows"]
     print(f"  {n:,} actions, {rows:,} source rows on disk")
-    for name in ("floor", "first_run", "second_run", "engine"):
+    for name in ("floor", "first_run", "second_run", "full_rerun", "next_night", "engine"):
         m = size[name]
         wall = m["wall_s"]
         print(f"  {name:<11} {wall:8.2f} s  {rows / wall:9,.0f} rows/s  "
