@@ -89,21 +89,26 @@ class CoreFamily:
         #: pass 1's chunk and pass 2's batch (bounds of memory, not of results)
         self.chunk = passes.CHUNK
         self.batch = passes.BATCH
+        self._awi = "agentworkitem" in self.kinds
+        self._context: tuple[Window, str] | None = None
 
     def prepare(self, store: Store, window: Window) -> None:
         if "agentworkitem" in self.kinds:  # only AgentWorkItem records link to a Case
             self.source.sync_related(store, store.awi_case_ids(window))
 
     def days_to_recompute(self, store: Store, window: Window, *, sandbox: bool) -> list[str] | None:
+        if store.audit_basis() is None:
+            return None  # nothing stored to keep
         context = self.context(store, window)
         return reuse.days_to_recompute(store, self.cfg, window, sandbox=sandbox, context=context)
 
     def context(self, store: Store, window: Window) -> str:
-        """The agent names log-only actions take (read around the whole window)."""
-        names = (
-            sorted(store.agent_names_for(window).items()) if "agentworkitem" in self.kinds else []
-        )
-        return hashlib.sha256(json.dumps(names).encode()).hexdigest()[:20]
+        """The agent names log-only actions take (read around the whole window; once per
+        window: the sync is over when it is asked)."""
+        if self._context is None or self._context[0] != window:
+            names = sorted(store.agent_names_for(window).items()) if self._awi else []
+            self._context = (window, hashlib.sha256(json.dumps(names).encode()).hexdigest()[:20])
+        return self._context[1]
 
     def audit(
         self,
