@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -13,6 +14,9 @@ from audit.store.db import StoreBase, in_lists
 from audit.store.values import bound, to_json
 
 __all__ = ["FindingChanges", "Findings"]
+
+#: findings upserted per step of `sync_findings`
+_CHUNK = 2000
 
 
 @dataclass(frozen=True)
@@ -62,40 +66,50 @@ class Findings(StoreBase):
         started_at is in the window and which are not given are resolved by run_id.
         Findings outside the window are upserted but never resolved by this call.
         """
-        by_id = {f.id: _finding_row(f, run_id) for f in findings}
+        given: set[str] = set()
+        new_ids: list[str] = []
+        reopened: list[str] = []
         with self.transaction():
-            before: dict[str, str] = {}
-            for marks, chunk in in_lists(by_id):
-                rows = self._tuples(
-                    f'SELECT "id", "status" FROM findings WHERE "id" IN ({marks})', chunk
+            # a few thousand at a time: a window's findings are never all rows at once
+            iterator = iter(findings)
+            while chunk := list(itertools.islice(iterator, _CHUNK)):
+                by_id = {f.id: _finding_row(f, run_id) for f in chunk}
+                given.update(by_id)
+                before = self._statuses(list(by_id))
+                new_ids += [fid for fid in by_id if fid not in before]
+                reopened += [fid for fid in by_id if before.get(fid) == "resolved"]
+                # first_seen_run is written only when the finding is new
+                self._upsert(
+                    "findings",
+                    (
+                        row
+                        if fid not in before
+                        else {k: v for k, v in row.items() if k != "first_seen_run"}
+                        for fid, row in by_id.items()
+                    ),
+                    "id",
                 )
-                before.update((fid, status) for fid, status in rows)
-            new_ids = [fid for fid in by_id if fid not in before]
-            reopened = [fid for fid in by_id if before.get(fid) == "resolved"]
-            # first_seen_run is written only when the finding is new
-            self._upsert(
-                "findings",
-                (
-                    row
-                    if fid not in before
-                    else {k: v for k, v in row.items() if k != "first_seen_run"}
-                    for fid, row in by_id.items()
-                ),
-                "id",
-            )
-            candidates = self._where(
-                "findings",
-                '"status" = \'open\' AND "started_at" >= ? AND "started_at" < ?',
+            candidates = self._tuples(
+                'SELECT "id" FROM findings WHERE "status" = \'open\' '
+                'AND "started_at" >= ? AND "started_at" < ? ORDER BY "started_at", "id"',
                 [bound(window_start), bound(window_end)],
-                select='"id"',
-                order_by='"started_at", "id"',
             )
-            resolved = [r["id"] for r in candidates if r["id"] not in by_id]
+            resolved = [fid for (fid,) in candidates if fid not in given]
             self._executemany(
                 "UPDATE findings SET status = 'resolved', resolved_run = ? WHERE id = ?",
                 [(run_id, fid) for fid in resolved],
             )
         return FindingChanges(new_ids, reopened, resolved)
+
+    def _statuses(self, ids: list[str]) -> dict[str, str]:
+        """The stored status of each of `ids` that is stored."""
+        found: dict[str, str] = {}
+        for marks, chunk in in_lists(ids):
+            rows = self._tuples(
+                f'SELECT "id", "status" FROM findings WHERE "id" IN ({marks})', chunk
+            )
+            found.update((fid, status) for fid, status in rows)
+        return found
 
     def open_findings(
         self,
