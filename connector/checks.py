@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from connector.ids import to_18
+from connector.ids import extend_15
 from connector.wire import format_iso_ms
 
 __all__ = [
@@ -204,7 +204,7 @@ def check_id(value: Any, field: str, *, required: bool) -> str | None:
     text = value.strip()
     if len(text) not in (15, 18) or not (text.isascii() and text.isalnum()):
         raise BadValue("bad_id", field, value)
-    return text if len(text) == 18 else to_18(text)  # (record Ids are unique: no cache)
+    return text if len(text) == 18 else extend_15(text)  # record Ids are unique: no cache
 
 
 def check_text(value: Any, field: str) -> str | None:

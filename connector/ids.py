@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-__all__ = ["to_18"]
+__all__ = ["extend_15", "to_18"]
 
 _SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 
@@ -18,6 +18,12 @@ def to_18(value: str | None) -> str | None:
     value = value.strip()
     if len(value) != 15 or not value.isalnum():
         return value
+    return extend_15(value)
+
+
+def extend_15(value: str) -> str:
+    """A 15-character id (letters and digits) in its 18-character form. Not cached: for
+    ids that do not repeat (record ids), where a cache would only hold them."""
     suffix = ""
     for block in range(3):
         chunk = value[block * 5 : block * 5 + 5]
