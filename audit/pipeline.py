@@ -176,7 +176,7 @@ def _audit_primary(run: Run, family: Family, window: Window, client: SalesforceC
     return RunResult(
         output=output,
         exit_code=1 if fail_on else 0,
-        top_findings=list(top_findings(audit)),
+        top_findings=top_findings(audit.findings),
         notes=list(family.source.notes),
         fail_on_reason=fail_on,
         recomputed=_partly(days, window),

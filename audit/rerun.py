@@ -7,6 +7,7 @@ from datetime import datetime
 
 from audit import alerts
 from audit.engine.model import format_iso_ms
+from audit.engine.window import top_findings
 from audit.families import Family
 from audit.report.settings import settings_json
 from audit.reuse import Reuse
@@ -74,7 +75,7 @@ def reuse_primary(
     return RunResult(
         output=output,
         exit_code=1 if fail_on else 0,
-        top_findings=sorted(findings, key=lambda f: (-f.wasted_usd, f.kind, f.key))[:5],
+        top_findings=top_findings(findings),
         notes=list(family.source.notes),
         fail_on_reason=fail_on,
         reused=(

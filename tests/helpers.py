@@ -85,6 +85,29 @@ def assert_matches_labels(
     assert out["pricing"]["cheapest"] == labels["pricing"]["cheapest"]
 
 
+# --- org changes and stored rows ------------------------------------------------------------
+
+
+def correct_a_mismatch(org: Any, labels: Mapping[str, Any]) -> str:
+    """The org corrects the reported AWU of the first AWU_MISMATCH action of the labels to
+    the recomputed one: that finding is gone on the next sync. Returns the record's id."""
+    key = str(labels["findings"]["AWU_MISMATCH"]["keys"][0])
+    action = next(a for a in labels["actions"] if a["key"] == key)
+    org.update_record("AgentWorkItem", key, {"AwuCount__c": float(action["awu"])})
+    return key
+
+
+def awi_row(record_id: str, started_at: str, tokens: int) -> dict[str, Any]:
+    """One AgentWorkItem row in logical names, as a sync page carries it to the store."""
+    return {
+        "id": record_id, "session_id": "S1", "agent_id": None, "agent_name": None,
+        "action_name": "Lookup", "action_type": "Apex", "channel": "Text", "status": "Success",
+        "error_code": None, "prompt_tokens": None, "completion_tokens": None, "tokens": tokens,
+        "reported_awu": 1.0, "action_input": "{}", "user_id": None, "case_id": None,
+        "started_at": started_at, "created_date": started_at, "system_modstamp": started_at,
+    }  # fmt: skip
+
+
 # --- configs -----------------------------------------------------------------------------
 
 

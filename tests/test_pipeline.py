@@ -13,7 +13,7 @@ from typing import Any
 from audit.config import load_config
 from audit.pipeline import run_audit
 from audit.report import render_report
-from tests.helpers import make_config
+from tests.helpers import correct_a_mismatch, make_config
 
 
 def _sql(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
@@ -84,10 +84,8 @@ def test_findings_resolved_when_a_correction_undoes_them(
     org, server = mock_org
     cfg = load_config(make_config(tmp_path, snapshot, server))
     run_audit(cfg, since=SINCE, until=UNTIL)
-    key = labels["findings"]["AWU_MISMATCH"]["keys"][0]
-    action = next(a for a in labels["actions"] if a["key"] == key)
     # the org corrects its reported AWU: the mismatch is gone on the next run
-    org.update_record("AgentWorkItem", key, {"AwuCount__c": float(action["awu"])})
+    key = correct_a_mismatch(org, labels)
     # the next run starts later (a sync only takes rows modified before its start)
     later = datetime.now(UTC) + timedelta(seconds=2)
     result = run_audit(cfg, since=SINCE, until=UNTIL, now=later)

@@ -13,7 +13,7 @@ from typing import Any
 
 from audit.config import load_config
 from audit.pipeline import RunResult, run_audit
-from tests.helpers import assert_matches_labels, invoke, make_config
+from tests.helpers import assert_matches_labels, awi_row, correct_a_mismatch, invoke, make_config
 
 UTC = timezone.utc
 SINCE = datetime(2026, 10, 1, tzinfo=UTC)
@@ -116,9 +116,7 @@ def test_a_new_row_a_setting_or_another_start_recomputes(
     changed = run_audit(stricter, since=SINCE + timedelta(days=1), until=UNTIL)
     assert not _reused(changed)
 
-    key = labels["findings"]["AWU_MISMATCH"]["keys"][0]
-    action = next(a for a in labels["actions"] if a["key"] == key)
-    org.update_record("AgentWorkItem", key, {"AwuCount__c": float(action["awu"])})
+    correct_a_mismatch(org, labels)
     later = datetime.now(UTC) + timedelta(seconds=2)  # a sync takes rows modified before it
     corrected = run_audit(stricter, since=SINCE + timedelta(days=1), until=UNTIL, now=later)
     assert corrected.output["sync"]["records"] == 1
@@ -139,18 +137,6 @@ def test_the_cli_says_it_reused_and_full_recomputes(
     assert _same(json.loads(second.stdout), json.loads(full.stdout)) == {}
 
 
-def _awi(record_id: str, day: str, tokens: int) -> dict[str, Any]:
-    """One stored AgentWorkItem row in logical names (what a sync page carries)."""
-    return {
-        "id": record_id, "session_id": "S1", "agent_id": None, "agent_name": None,
-        "action_name": "Lookup", "action_type": "Apex", "channel": "Text", "status": "Success",
-        "error_code": None, "prompt_tokens": None, "completion_tokens": None, "tokens": tokens,
-        "reported_awu": 1.0, "action_input": "{}", "user_id": None, "case_id": None,
-        "started_at": f"{day}T09:00:00.000Z", "created_date": f"{day}T09:00:01.000Z",
-        "system_modstamp": f"{day}T09:00:01.000Z",
-    }  # fmt: skip
-
-
 def test_only_a_page_that_changes_a_row_counts_and_its_days_are_kept(tmp_path: Path) -> None:
     from audit.store import Store
     from connector.sink import Page
@@ -160,12 +146,17 @@ def test_only_a_page_that_changes_a_row_counts_and_its_days_are_kept(tmp_path: P
 
     with Store.open(tmp_path / "s.db") as store:
         assert store.inputs_version() == 0
-        store.commit(page(_awi("A1", "2026-10-01", 10), _awi("A2", "2026-10-03", 10)))
+        store.commit(
+            page(
+                awi_row("A1", "2026-10-01T09:00:00.000Z", 10),
+                awi_row("A2", "2026-10-03T09:00:00.000Z", 10),
+            )
+        )
         assert store.inputs_version() == 1
         assert store.days_changed_since(0, "2026-10-01", "2026-10-31") == ["2026-10-01", "2026-10-03"]
-        store.commit(page(_awi("A1", "2026-10-01", 10)))  # re-delivered as it is: no change
+        store.commit(page(awi_row("A1", "2026-10-01T09:00:00.000Z", 10)))  # re-delivered as it is: no change
         assert store.inputs_version() == 1
-        store.commit(page(_awi("A2", "2026-10-03", 11)))  # corrected
+        store.commit(page(awi_row("A2", "2026-10-03T09:00:00.000Z", 11)))  # corrected
         assert store.inputs_version() == 2
         assert store.days_changed_since(1, "2026-10-01", "2026-10-31") == ["2026-10-03"]
         assert store.days_changed_since(2, "2026-10-01", "2026-10-31") == []
@@ -186,14 +177,14 @@ def test_days_to_recompute_are_the_changed_days_their_neighbours_and_the_uncover
         assert reuse.days_to_recompute(store, cfg, week, sandbox=False) == [
             f"2026-10-0{d}" for d in range(1, 8)
         ]  # nothing stored yet: every day
-        store.commit(Page("agentworkitem", "r", awi_records=[_awi("A1", "2026-10-02", 5)]))  # type: ignore[list-item]
+        store.commit(Page("agentworkitem", "r", awi_records=[awi_row("A1", "2026-10-02T09:00:00.000Z", 5)]))  # type: ignore[list-item]
         settings = reuse.settings_fingerprint(cfg, sandbox=False)
         store.set_audit_basis(
             reuse.basis("r1", week, inputs_version=store.inputs_version(), settings=settings, totals={})
         )
         assert reuse.days_to_recompute(store, cfg, week, sandbox=False) == []
         # the next night: the window moved a day, and a record of 10-05 was corrected
-        store.commit(Page("agentworkitem", "r", awi_records=[_awi("A5", "2026-10-05", 5)]))  # type: ignore[list-item]
+        store.commit(Page("agentworkitem", "r", awi_records=[awi_row("A5", "2026-10-05T09:00:00.000Z", 5)]))  # type: ignore[list-item]
         next_week = (oct_[1], oct_[8])  # 10-02 .. 10-08
         assert reuse.days_to_recompute(store, cfg, next_week, sandbox=False) == [
             "2026-10-04", "2026-10-05", "2026-10-06", "2026-10-08"

@@ -25,9 +25,8 @@ from audit.config import Config, StoreConfig, load_config
 from audit.pipeline import RunResult, run_audit
 from connector.mock.org import MockOrg
 from connector.mock.server import serve
-from connector.sink import AwiRecord
 from fixtures.generator import generate_snapshot
-from tests.helpers import REPO, make_config
+from tests.helpers import REPO, awi_row, correct_a_mismatch, make_config
 
 UTC = timezone.utc
 SINCE = datetime(2026, 10, 1, tzinfo=UTC)
@@ -392,17 +391,6 @@ def test_the_side_by_side_budget_follows_the_budget_settings(
 
 
 # -- days_to_recompute (not wired yet) --------------------------------------------------------
-def _row(record_id: str, started_at: str, tokens: int) -> AwiRecord:
-    """One stored AgentWorkItem row in logical names (what a sync page carries)."""
-    return {
-        "id": record_id, "session_id": "S1", "agent_id": None, "agent_name": None,
-        "action_name": "Lookup", "action_type": "Apex", "channel": "Text", "status": "Success",
-        "error_code": None, "prompt_tokens": None, "completion_tokens": None, "tokens": tokens,
-        "reported_awu": 1.0, "action_input": "{}", "user_id": None, "case_id": None,
-        "started_at": started_at, "created_date": started_at, "system_modstamp": started_at,
-    }  # fmt: skip
-
-
 def test_days_to_recompute_keeps_the_day_a_row_moved_from(tmp_path: Path) -> None:
     """A corrected start time moves a record from 10-02 to 10-06: the stored action of 10-02
     is gone from what the rows give now, so 10-02 must be recomputed (its daily usage, its
@@ -415,7 +403,7 @@ def test_days_to_recompute_keeps_the_day_a_row_moved_from(tmp_path: Path) -> Non
     week = (SINCE, SINCE + timedelta(days=7))
     with Store.open(tmp_path / "s.db") as store:
         store.commit(
-            Page("agentworkitem", "r", awi_records=[_row("A1", "2026-10-02T09:00:00.000Z", 5)])
+            Page("agentworkitem", "r", awi_records=[awi_row("A1", "2026-10-02T09:00:00.000Z", 5)])
         )
         settings = reuse.settings_fingerprint(cfg, sandbox=False)
         store.set_audit_basis(
@@ -424,7 +412,7 @@ def test_days_to_recompute_keeps_the_day_a_row_moved_from(tmp_path: Path) -> Non
             )
         )
         store.commit(
-            Page("agentworkitem", "r", awi_records=[_row("A1", "2026-10-06T09:00:00.000Z", 5)])
+            Page("agentworkitem", "r", awi_records=[awi_row("A1", "2026-10-06T09:00:00.000Z", 5)])
         )
         assert "2026-10-02" in reuse.days_to_recompute(store, cfg, week, sandbox=False)
 
@@ -480,9 +468,7 @@ def test_a_corrected_record_recomputes_its_days_only_and_ends_as_a_recomputation
     org, server = mock_org
     cfg = load_config(make_config(tmp_path, snapshot, server))
     run_audit(cfg, since=SINCE, until=UNTIL)
-    key = labels["findings"]["AWU_MISMATCH"]["keys"][0]
-    action = next(a for a in labels["actions"] if a["key"] == key)
-    org.update_record("AgentWorkItem", key, {"AwuCount__c": float(action["awu"])})
+    correct_a_mismatch(org, labels)
     later = datetime.now(UTC) + timedelta(seconds=2)  # a sync takes rows modified before it
     # the next night's window starts a day later: only the corrected day and its
     # neighbours are reconciled again, and the result is a full recomputation's

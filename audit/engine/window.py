@@ -3,14 +3,14 @@ the totals and the pricing comparison — and the §7 run-output block that show
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from audit.config import PricingConfig, RulesConfig
 from audit.engine.fold import SourceQuality, WindowAudit, WindowFold
 from audit.engine.model import Action, Case, format_iso_ms
-from audit.engine.rules import finding_totals
+from audit.engine.rules import Finding, finding_totals
 
 __all__ = ["SourceQuality", "WindowAudit", "audit_window", "run_block", "top_findings"]
 
@@ -110,6 +110,6 @@ def _example(bad: Mapping[str, Any]) -> dict[str, Any]:
     return {"reason": bad.get("reason"), "location": where, "detail": bad.get("detail")}
 
 
-def top_findings(audit: WindowAudit, n: int = 5) -> Sequence[Any]:
+def top_findings(findings: Iterable[Finding], n: int = 5) -> list[Finding]:
     """The `n` costliest findings (the summary's "top waste")."""
-    return sorted(audit.findings, key=lambda f: (-f.wasted_usd, f.kind, f.key))[:n]
+    return sorted(findings, key=lambda f: (-f.wasted_usd, f.kind, f.key))[:n]
