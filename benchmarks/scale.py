@@ -168,7 +168,8 @@ def measure_size(snap: Path, work: Path) -> dict[str, Any]:
     assert second.out["totals"] == first.out["totals"]
     return {
         "actions": n, "source_rows": rows_on_disk, "window": [since, until],
-        "floor": asdict(floor), "write_floor": asdict(writes), "first_run": asdict(first), "second_run": asdict(second),
+        "floor": asdict(floor), "write_floor": asdict(writes), "first_run": asdict(first),
+        "second_run": asdict(second),
         "full_rerun": asdict(full), "next_night": asdict(moved), "engine": asdict(engine),
         "ratios": {
             "first_over_floor": round(first.wall_s / floor.wall_s, 2),

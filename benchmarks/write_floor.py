@@ -71,7 +71,8 @@ def main() -> None:
             seconds[table] = round(time.perf_counter() - started, 3)
             rows[table] = sum(len(b) for b in cut)
         dst.close()
-    print(json.dumps({"seconds": seconds, "rows": rows, "total_s": round(sum(seconds.values()), 3)}))
+    total = round(sum(seconds.values()), 3)
+    print(json.dumps({"seconds": seconds, "rows": rows, "total_s": total}))
 
 
 if __name__ == "__main__":

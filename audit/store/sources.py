@@ -165,6 +165,8 @@ def _days_of(page: Page) -> set[str]:
 
 
 class Sources(Quality, Basis):
+    _names_memo: tuple[tuple[Any, int], dict[str, str]] | None = None
+
     # -- SyncSink ----------------------------------------------------------------------
 
     def sync_state(self, source: str) -> SyncState | None:
@@ -422,9 +424,15 @@ class Sources(Quality, Basis):
         around `window` and those its log rows there point at: what ELF-only actions are
         named by (where records disagree, the latest record's name; then the pointed-at
         records' by id)."""
+        # asked twice a run (pass 1, the family's context): kept while no page changed a
+        # stored source row (every such page raises inputs_version)
+        key = (window, self.inputs_version())
+        if self._names_memo is not None and self._names_memo[0] == key:
+            return dict(self._names_memo[1])
         margin = [iso(window[0] - timedelta(days=1)), iso(window[1] + timedelta(days=1))]
         names = dict(self._tuples(_NAMES_SQL, margin))
         names.update(self._tuples(_REFERENCED_NAMES_SQL, margin + margin))
+        self._names_memo = (key, dict(names))
         return names
 
     def awi_case_ids(self, window: tuple[datetime, datetime]) -> list[str]:
