@@ -1,6 +1,7 @@
 """A quiet night costs little: a run that only reads the org imports no REST-action,
-delivery, template or retry machinery, and a re-run that reuses the stored results reads
-only the findings it quotes — with the same answers as reading them all."""
+delivery, template or retry machinery, asks once which Cases changed, and a re-run that
+reuses the stored results reads only the findings it quotes — with the same answers as
+reading them all."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from audit.config import load_config
 from audit.engine.window import top_findings
 from audit.pipeline import run_audit
 from audit.store import Store
+from connector.client import SalesforceClient
+from connector.core import CoreSource
 from tests.helpers import assert_matches_labels, make_config
 
 UTC = timezone.utc
@@ -89,3 +92,55 @@ def test_a_run_that_reads_the_org_imports_only_what_it_uses(
         assert_matches_labels(json.loads(proc.stdout), labels)
         imported = proc.stderr.rsplit("IMPORTED ", 1)[1].splitlines()[0]
         assert json.loads(imported) == []
+
+
+def _case_queries(org: Any) -> list[str]:
+    return [e.params["q"] for e in org.request_log.matching("/query") if "FROM Case" in e.params.get("q", "")]  # fmt: skip
+
+
+def _open_cases(store: Store, n: int) -> list[str]:
+    linked = store.awi_case_ids((SINCE, UNTIL))
+    return [c.id for c in store.cases(linked).values() if not c.is_closed][:n]
+
+
+def test_cases_changed_since_the_last_run_are_found_with_one_query(
+    tmp_path: Path, snapshot: Path, mock_org: Any
+) -> None:
+    org, server = mock_org
+    cfg = load_config(make_config(tmp_path, snapshot, server))
+    run_audit(cfg, since=SINCE, until=UNTIL)
+    with Store.open(cfg.store.path) as store:
+        (closing,) = _open_cases(store, 1)
+    org.update_record("Case", closing, {"Status": "Closed", "IsClosed": True,
+                                        "ClosedDate": "2026-10-09T10:00:00.000+0000"})  # fmt: skip
+    org.request_log.clear()
+    run_audit(cfg, since=SINCE, until=UNTIL)
+    (query,) = _case_queries(org)
+    assert "SystemModstamp >" in query and "Id IN" not in query
+    with Store.open(cfg.store.path) as store:
+        case = store.cases([closing])[closing]
+    assert case.is_closed and case.status == "Closed" and case.closed_at is not None
+
+
+def test_an_org_where_many_cases_changed_is_asked_for_the_known_ones_by_id(
+    tmp_path: Path, snapshot: Path, mock_org: Any
+) -> None:
+    org, server = mock_org
+    cfg = load_config(make_config(tmp_path, snapshot, server))
+    run_audit(cfg, since=SINCE, until=UNTIL)
+    with Store.open(cfg.store.path) as store:
+        closing = _open_cases(store, 2)
+        linked = store.awi_case_ids((SINCE, UNTIL))
+    for case_id in closing:
+        org.update_record("Case", case_id, {"Status": "Closed", "IsClosed": True})
+    for at_once, by_id in ((1, True), (2, False)):
+        org.request_log.clear()
+        with SalesforceClient(cfg.connector) as client, Store.open(cfg.store.path) as store:
+            source = CoreSource(client, cfg.connector, run_id="t", sync_start=datetime.now(UTC))
+            source.changed_cases_at_once = at_once
+            source.sync_related(store, linked)
+            assert all(store.cases(closing)[c].is_closed for c in closing)
+            assert source.cases == 2
+        queries = _case_queries(org)
+        assert len(queries) == (1 + -(-len(linked) // 200) if by_id else 1)
+        assert all("Id IN" in q for q in queries[1:])
