@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -131,9 +131,11 @@ def test_an_org_where_many_cases_changed_is_asked_for_the_known_ones_by_id(
     with Store.open(cfg.store.path) as store:
         closing = _open_cases(store, 2)
         linked = store.awi_case_ids((SINCE, UNTIL))
-    for case_id in closing:
-        org.update_record("Case", case_id, {"Status": "Closed", "IsClosed": True})
     for at_once, by_id in ((1, True), (2, False)):
+        # stamped after the Case sync before it, whatever second that one started in
+        later = datetime.now(UTC) + timedelta(minutes=5)
+        for case_id in closing:
+            org.update_record("Case", case_id, {"Status": "Closed", "IsClosed": True}, later)
         org.request_log.clear()
         with SalesforceClient(cfg.connector) as client, Store.open(cfg.store.path) as store:
             source = CoreSource(client, cfg.connector, run_id="t", sync_start=datetime.now(UTC))
