@@ -1,6 +1,7 @@
 """The source families an audit can run, each a connector source (how the org is read)
 paired with the engine module that turns its stored rows into actions. The pipeline loops
-over the configured families and never asks which one it holds."""
+over the configured families and never asks which one it holds. Data 360's modules are
+imported only when it is configured."""
 
 from __future__ import annotations
 
@@ -9,20 +10,21 @@ import json
 from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from audit import passes, reuse
 from audit.config import Config
 from audit.engine.fold import WindowFold, costs_and_fingerprints
 from audit.engine.model import Action
 from audit.engine.rules import retrieval_by_name
-from audit.engine.sources import data360 as d360_engine
 from audit.engine.window import EXAMPLES, SourceQuality, WindowAudit, audit_window
 from audit.store import Store
 from connector.client import SalesforceClient
 from connector.core import CoreSource
-from connector.data360 import Data360Client, Data360Source
 from connector.source import Source, day_floor
+
+if TYPE_CHECKING:
+    from connector.data360 import Data360Source
 
 __all__ = ["CoreFamily", "Data360Family", "Family", "open_families", "source_quality"]
 
@@ -166,6 +168,8 @@ class Data360Family:
         self.cfg = cfg
 
     def actions(self, store: Store, window: Window) -> list[Action]:
+        from audit.engine.sources import data360 as d360_engine
+
         return d360_engine.actions_from_rows(
             store.d360_rows(window), voice_multiplier=self.cfg.pricing.voice_multiplier
         )
@@ -188,6 +192,8 @@ class Data360Family:
         cost_factor: float | None,
         days: list[str] | None = None,
     ) -> WindowAudit:
+        from audit.engine.sources import data360 as d360_engine
+
         cfg = self.cfg
         actions = self.actions(store, window)
         if cost_factor is not None:
@@ -247,6 +253,8 @@ def open_families(
         core = CoreSource(client, conn, run_id=run_id, sync_start=now, progress=progress)
         families.append(CoreFamily(core, cfg))
     if "data360" in cfg.source.kinds:
+        from connector.data360 import Data360Client, Data360Source
+
         d360_client = closing.enter_context(Data360Client(conn))
         d360 = Data360Source(d360_client, conn, run_id=run_id, sync_start=now, progress=progress)
         families.append(Data360Family(d360, cfg))

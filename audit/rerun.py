@@ -1,5 +1,8 @@
 """A quiet re-run: the stored results answer the window unchanged (`audit.reuse` decides),
-so the run takes them, decides budgets and alerts anew for its `now`, and finishes."""
+so the run takes them, decides budgets and alerts anew for its `now`, and finishes.
+
+Of the window's open findings it reads only the few costliest (what the summary and the
+digest quote) and their number — every one only when `[run] fail_on` must count them."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from datetime import datetime
 
 from audit import alerts
 from audit.engine.model import format_iso_ms
+from audit.engine.rules import Finding
 from audit.engine.window import top_findings
 from audit.families import Family
 from audit.report.settings import settings_json
@@ -36,7 +40,7 @@ def reuse_primary(
 ) -> RunResult:
     """The stored run's results for `window`, with this run's budget, alerts and sync."""
     cfg, store = run.cfg, run.store
-    findings = store.findings_of_window(window)
+    findings, open_count, fail_on = _stored_findings(run, window)
     channels, channel_errors = alerts.channels_from_config(cfg)
     with store.transaction():
         store.see_findings(run.run_id, *window)
@@ -69,9 +73,8 @@ def reuse_primary(
         "settings": settings_json(cfg),
         "forecast": forecast_json(decisions),
     }
-    counts = (int(output["totals"]["actions"]), len(findings))
+    counts = (int(output["totals"]["actions"]), open_count)
     finish(run, window, counts, {**output, "analysis": analysis_json}, client)
-    fail_on = fail_on_reason(cfg, findings)
     return RunResult(
         output=output,
         exit_code=1 if fail_on else 0,
@@ -84,3 +87,18 @@ def reuse_primary(
             "(`audit run --full` recomputes)"
         ),
     )
+
+
+#: how many of the costliest findings a quiet re-run reads: `top_findings`' five (the
+#: digest's `top_waste_lines` quotes the first three of the same order)
+_TOP = 5
+
+
+def _stored_findings(run: Run, window: Window) -> tuple[list[Finding], int, str | None]:
+    """The window's costliest open findings (costliest first), how many are open, and why
+    `[run] fail_on` tripped (None: it did not, or it is off)."""
+    if run.cfg.run.fail_on != "off":
+        every = run.store.findings_of_window(window)
+        return top_findings(every, _TOP), len(every), fail_on_reason(run.cfg, every)
+    top, count = run.store.costliest_findings_of_window(window, _TOP)
+    return top, count, None

@@ -1,17 +1,18 @@
-"""The human summary of a run (`audit run` without --json, `audit demo`), printed with rich."""
+"""The human summary of a run (`audit run` without --json, `audit demo`), printed with rich
+(imported when something is printed: `audit run --json` logs plain lines)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from audit.engine.findings import KIND_LABELS
 from audit.pipeline import RunResult
 from audit.progress import log_line
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["alert_lines", "log_what_it_did", "make_console", "print_quiet", "print_summary"]
 
@@ -25,6 +26,8 @@ _LABELS = {
 def make_console(*, stderr: bool = False) -> Console:
     """A console that never wraps a line when it writes to a file or a pipe (a log line
     cut at 80 columns mid-value is unreadable)."""
+    from rich.console import Console
+
     con = Console(stderr=stderr)
     if not con.is_terminal:
         con = Console(stderr=stderr, soft_wrap=True, width=max(con.width, 200))
@@ -94,6 +97,8 @@ def print_summary(
         f"{t['tokens']:,} tokens, {t['awu']:,.1f} AWU recomputed vs {t['reported_awu']:,.1f} "
         f"reported, {t['credits']:,.0f} credits, ${t['cost_usd']:,.2f}"
     )
+
+    from rich.table import Table
 
     table = Table(title="Findings", show_lines=False)
     table.add_column("finding")

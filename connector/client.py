@@ -1,6 +1,8 @@
-"""The REST client of one org: describe and REST actions through simple-salesforce, query
-pages and LogFile bodies with httpx — every request under `connector.transport`'s policy.
+"""The REST client of one org: query pages, describes and LogFile bodies with httpx, REST
+actions through simple-salesforce — every request under `connector.transport`'s policy.
 
+simple-salesforce (with requests and zeep, a sixth of a run that finds nothing new) is
+imported when a REST action is first invoked: a run reads the org with plain GETs.
 simple-salesforce's, requests' and httpx's exceptions stop here: callers see only
 `connector.errors`.
 """
@@ -9,15 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, TypeVar, cast
+from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import quote
 
 import httpx
-import requests
-from simple_salesforce import exceptions as sf_exc
-from simple_salesforce.api import Salesforce
 
 from connector.auth import Token, TokenProvider, http_client, load_private_key
 from connector.config import ConnectorConfig
@@ -29,6 +29,10 @@ from connector.errors import (
     SetupError,
 )
 from connector.transport import TRANSIENT_CODES, call_with_retries, first_error, network_error
+
+if TYPE_CHECKING:
+    import requests
+    from simple_salesforce.api import Salesforce
 
 __all__ = ["SalesforceClient", "ApiUsage"]
 
@@ -59,13 +63,11 @@ class SalesforceClient:
                 )
         key = load_private_key(sf.private_key_file)
         self._http = http_client(sf)
-        self._session = requests.Session()
-        if sf.ca_bundle is not None:
-            self._session.trust_env = False
-            self._session.verify = str(sf.ca_bundle)
         self._tokens = TokenProvider(sf, self._http, key)
         self._token: Token | None = None
+        #: simple-salesforce and its requests session, made for the first REST action
         self._sf: Salesforce | None = None
+        self._session: requests.Session | None = None
         self._sleep = sleep
         self.api_calls = 0
         self.usage: ApiUsage | None = None
@@ -74,17 +76,13 @@ class SalesforceClient:
     # -- lifecycle ------------------------------------------------------------------------
     def connect(self) -> Token:
         self._token = self._tokens.fetch()
-        self._sf = Salesforce(
-            instance_url=self._token.instance_url,
-            session_id=self._token.access_token,
-            session=self._session,
-            version=self._cfg.salesforce.api_version,
-        )
+        self._sf = None  # made again on the new token when a REST action needs it
         return self._token
 
     def close(self) -> None:
         self._http.close()
-        self._session.close()
+        if self._session is not None:
+            self._session.close()
 
     def __enter__(self) -> SalesforceClient:
         return self
@@ -107,7 +105,7 @@ class SalesforceClient:
 
         Pages come through httpx like LogFile bodies, not simple-salesforce: its per-page
         path (requests, an OrderedDict per record) cost more than the rest of the sync."""
-        page = self._call(lambda _: self._get_json(f"{self.base_path}/query", {"q": soql}))
+        page = self._call(lambda: self._get_json(f"{self.base_path}/query", {"q": soql}))
         while True:
             records = page.get("records", [])
             for record in records:
@@ -122,14 +120,17 @@ class SalesforceClient:
         return [r for page in self.query_pages(soql) for r in page]
 
     def describe(self, sobject: str) -> dict[str, Any]:
-        path = f"sobjects/{quote(sobject)}/describe"
-        result = self._call(lambda sf: sf.restful(path))
-        return cast("dict[str, Any]", result)  # simple-salesforce types it Any | None
+        path = f"{self.base_path}/sobjects/{quote(sobject)}/describe"
+        return cast("dict[str, Any]", self._call(lambda: self._get_json(path)))
 
     def invoke_action(self, name: str, inputs: list[dict[str, Any]]) -> Any:
         """POST a standard REST action (`actions/standard/<name>`) and return its answer."""
         path = f"actions/standard/{quote(name)}"
-        return self._call(lambda sf: sf.restful(path, method="POST", json={"inputs": inputs}))
+        return self._call(
+            lambda: _translate(
+                lambda: self._salesforce().restful(path, method="POST", json={"inputs": inputs})
+            )
+        )
 
     def download_logfile(
         self, file_id: str, sink: IO[bytes], *, expected_size: int | None = None
@@ -138,7 +139,7 @@ class SalesforceClient:
         A download cut off midway raises and is retried from scratch: `sink` is truncated
         before each attempt, so a half file is never handed on."""
 
-        def attempt(_: Salesforce) -> tuple[int, str]:
+        def attempt() -> tuple[int, str]:
             sink.seek(0)
             sink.truncate()
             assert self._token is not None
@@ -175,9 +176,32 @@ class SalesforceClient:
 
         return self._call(attempt)
 
-    def _page_at(self, path: str) -> Callable[[Salesforce], Any]:
+    def _page_at(self, path: str) -> Callable[[], Any]:
         """The request for the page a query's nextRecordsUrl points at."""
-        return lambda _: self._get_json(path)
+        return lambda: self._get_json(path)
+
+    def _salesforce(self) -> Salesforce:
+        """simple-salesforce on this run's token and a requests session that trusts the
+        configured CA bundle only (SPEC §10: else the environment's bundle wins)."""
+        if self._session is None:
+            import requests
+
+            self._session = requests.Session()
+            ca_bundle = self._cfg.salesforce.ca_bundle
+            if ca_bundle is not None:
+                self._session.trust_env = False
+                self._session.verify = str(ca_bundle)
+        if self._sf is None:
+            from simple_salesforce.api import Salesforce
+
+            assert self._token is not None
+            self._sf = Salesforce(
+                instance_url=self._token.instance_url,
+                session_id=self._token.access_token,
+                session=self._session,
+                version=self._cfg.salesforce.api_version,
+            )
+        return self._sf
 
     def _get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
         """One GET of a REST resource under the instance URL, its JSON body decoded."""
@@ -197,10 +221,10 @@ class SalesforceClient:
             raise SalesforceError(f"Salesforce answered {_path_of(url)} with no JSON") from None
 
     # -- the retry loop -------------------------------------------------------------------
-    def _call(self, fn: Callable[[Salesforce], T]) -> T:
+    def _call(self, fn: Callable[[], T]) -> T:
         """Run one request under the transport policy: the session renewed once when the
         org refuses it, transient failures backed off, the API reserve checked first."""
-        if self._sf is None:
+        if self._token is None:
             self.connect()
         return call_with_retries(
             lambda: self._once(fn),
@@ -212,12 +236,11 @@ class SalesforceClient:
             sleep=self._sleep,
         )
 
-    def _once(self, fn: Callable[[Salesforce], T]) -> T:
+    def _once(self, fn: Callable[[], T]) -> T:
         self._check_reserve()
-        assert self._sf is not None
         self.api_calls += 1
         try:
-            return _translate(fn, self._sf)
+            return fn()
         finally:
             self._note_sf_usage()
 
@@ -232,10 +255,12 @@ class SalesforceClient:
                 self.usage = ApiUsage(int(usage.used), int(usage.total))
 
     def _note_usage(self, header: str | None) -> None:
-        if header:
-            usage = Salesforce.parse_api_usage(header).get("api-usage")
-            if usage is not None:
-                self.usage = ApiUsage(int(usage.used), int(usage.total))
+        """The org's API usage from a `Sforce-Limit-Info` header that came through httpx
+        (read as `Salesforce.parse_api_usage` reads it; simple-salesforce parses the ones
+        that come through it)."""
+        found = _API_USAGE.match(header) if header else None
+        if found is not None:
+            self.usage = ApiUsage(int(found["used"]), int(found["total"]))
 
     def _check_reserve(self) -> None:
         reserve = self._cfg.sync.api_reserve_pct
@@ -247,9 +272,17 @@ class SalesforceClient:
             )
 
 
-def _translate(fn: Callable[[Salesforce], T], sf: Salesforce) -> T:
+#: `api-usage=N/M` at the start of a Sforce-Limit-Info header (simple-salesforce's pattern)
+_API_USAGE = re.compile(r"[^-]?api-usage=(?P<used>\d+)/(?P<total>\d+)")
+
+
+def _translate(fn: Callable[[], T]) -> T:
+    """Run a simple-salesforce call, its exceptions (and requests') as ours."""
+    import requests
+    from simple_salesforce import exceptions as sf_exc
+
     try:
-        return fn(sf)
+        return fn()
     except sf_exc.SalesforceError as exc:
         raise _error_from_body(exc.status, exc.content, exc.url) from None
     except requests.exceptions.RequestException as exc:
@@ -279,4 +312,3 @@ def _json_or_text(resp: httpx.Response) -> Any:
 
 def _path_of(url: str) -> str:
     return httpx.URL(url).path if url else "?"
-

@@ -1,30 +1,40 @@
-"""Email: a text/plain message with an HTML alternative, sent through an SMTP relay."""
+"""Email: a text/plain message with an HTML alternative, sent through an SMTP relay.
+
+smtplib, the email package and jinja2 are imported when a message is built or sent, not
+with this module: most runs deliver nothing, and every run imports the channels."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import smtplib
 import socket
 import ssl
 from datetime import datetime, timezone
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
-
-import jinja2
+from typing import TYPE_CHECKING
 
 from audit.alerts.redaction import redact
 from audit.config import EmailConfig
 from audit.engine.alerts import Alert, one_line
 from audit.errors import DeliveryError
 
+if TYPE_CHECKING:
+    from email.message import EmailMessage
+
+    import jinja2
+
 __all__ = ["EmailChannel", "email_message", "message_id"]
 
-# the templates are package data of `audit` (pyproject [tool.setuptools.package-data])
-_TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("audit", "templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-)
+
+@functools.cache
+def _templates() -> jinja2.Environment:
+    """The alert templates: package data of `audit` (pyproject [tool.setuptools.package-data])."""
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("audit", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
 
 
 def _plain_body(alert: Alert) -> str:
@@ -44,6 +54,8 @@ def message_id(alert: Alert, cfg: EmailConfig, scope: str = "") -> str:
     mail client shows it as one message, or threads it. A TEST alert gets a fresh id."""
     domain = cfg.from_addr.rpartition("@")[2].strip("<> ") or "awu-audit.invalid"
     if alert.kind == "TEST":
+        from email.utils import make_msgid
+
         return make_msgid("awu-audit", domain=domain)
     key = hashlib.sha256(f"{scope}|{alert.id}".encode()).hexdigest()[:40]
     return f"<awu-audit.{alert.kind.lower()}.{key}@{domain}>"
@@ -53,6 +65,9 @@ def email_message(
     alert: Alert, cfg: EmailConfig, *, now: datetime | None = None, scope: str = ""
 ) -> EmailMessage:
     """text/plain with a text/html alternative (jinja2, autoescaped)."""
+    from email.message import EmailMessage
+    from email.utils import formatdate
+
     msg = EmailMessage()
     msg["From"] = cfg.from_addr
     msg["To"] = ", ".join(cfg.to)
@@ -62,12 +77,16 @@ def email_message(
     msg["X-Awu-Audit-Alert-Id"] = alert.id
     msg.set_content(_plain_body(alert))
     paragraphs = [p.strip() for p in alert.text.split("\n\n") if p.strip()]
-    html = _TEMPLATES.get_template("alert_email.html.j2").render(alert=alert, paragraphs=paragraphs)
+    html = (
+        _templates().get_template("alert_email.html.j2").render(alert=alert, paragraphs=paragraphs)
+    )
     msg.add_alternative(html, subtype="html")
     return msg
 
 
 def _smtp_reason(exc: BaseException) -> str:
+    import smtplib
+
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         return f"authentication refused ({exc.smtp_code})"
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
@@ -119,6 +138,8 @@ class EmailChannel:
         return f"EmailChannel({self.cfg.smtp_host}:{self.cfg.smtp_port})"
 
     def send(self, alert: Alert) -> None:
+        import smtplib
+
         cfg = self.cfg
         msg = email_message(alert, cfg, scope=self._scope)
         try:

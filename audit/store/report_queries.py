@@ -125,6 +125,20 @@ class ReportQueries(StoreBase):
         )
         return [_finding(r) for r in rows]
 
+    def costliest_findings_of_window(self, window: Window, n: int) -> tuple[list[Finding], int]:
+        """The `n` costliest open findings of [start, end) — in `top_findings`' order: most
+        wasted USD, then kind, then key (one finding per kind and key) — and how many
+        findings are open there."""
+        where = '"status" = \'open\' AND "started_at" >= ? AND "started_at" < ?'
+        params = [bound(window[0]), bound(window[1])]
+        rows = self._rows(
+            f"SELECT * FROM findings WHERE {where} "
+            'ORDER BY coalesce("wasted_usd", 0.0) DESC, "kind", "key" LIMIT ?',
+            [*params, n],
+        )
+        count = self._tuples(f"SELECT count(*) FROM findings WHERE {where}", params)[0][0]
+        return [_finding(r) for r in rows], int(count)
+
     def alerts_of_period(self, period: str) -> list[dict[str, Any]]:
         """The alerts recorded for a budget period, each with the channels that delivered
         it (`sent`) and those that failed (`failed`: channel → last error)."""
