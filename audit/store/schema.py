@@ -260,18 +260,6 @@ CREATE TABLE changed_days ("day" TEXT PRIMARY KEY, "inputs_version" INTEGER NOT 
 """
 
 
-# v6: what every run reads over the whole window, from an index alone: the AWU per day,
-# agent and action the spike rule compares, and the Cases the window's records link to
-# instead of every row of the window (a quiet re-run at 100k actions: 0.53 -> 0.42 s).
-# IF NOT EXISTS: a store taken back to an older version (tests do) may already hold them.
-_V6_SCHEMA = """
-CREATE INDEX IF NOT EXISTS idx_actions_day_agent_action_awu
-    ON actions ("day", "agent_name", "agent_id", "action_name", "awu");
-CREATE INDEX IF NOT EXISTS idx_awi_records_started_at_case_id
-    ON awi_records ("started_at", "case_id")
-"""
-
-
 def _run_script(sql: str) -> Callable[[sqlite3.Connection], None]:
     def apply(conn: sqlite3.Connection) -> None:
         # statement by statement: executescript() would COMMIT the migration transaction
@@ -289,7 +277,6 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _run_script(_V3_SCHEMA),
     _run_script(_V4_SCHEMA),
     _run_script(_V5_SCHEMA),
-    _run_script(_V6_SCHEMA),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
