@@ -1,8 +1,8 @@
-"""The REST client of one org: query pages, describes and LogFile bodies with httpx, REST
-actions through simple-salesforce — every request under `connector.transport`'s policy.
+"""The REST client of one org: describes and REST actions through simple-salesforce, query
+pages and LogFile bodies with httpx — every request under `connector.transport`'s policy.
 
-simple-salesforce (with requests and zeep, a sixth of a run that finds nothing new) is
-imported when a REST action is first invoked: a run reads the org with plain GETs.
+simple-salesforce (with requests and zeep) is imported on the first describe or REST
+action, not when the client is made: commands that never reach the org skip it.
 simple-salesforce's, requests' and httpx's exceptions stop here: callers see only
 `connector.errors`.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
@@ -120,8 +119,10 @@ class SalesforceClient:
         return [r for page in self.query_pages(soql) for r in page]
 
     def describe(self, sobject: str) -> dict[str, Any]:
-        path = f"{self.base_path}/sobjects/{quote(sobject)}/describe"
-        return cast("dict[str, Any]", self._call(lambda: self._get_json(path)))
+        """The sObject's describe, through simple-salesforce (a JSON object, or an error)."""
+        path = f"sobjects/{quote(sobject)}/describe"
+        result = self._call(lambda: _translate(lambda: self._salesforce().restful(path)))
+        return cast("dict[str, Any]", result)  # simple-salesforce types it Any | None
 
     def invoke_action(self, name: str, inputs: list[dict[str, Any]]) -> Any:
         """POST a standard REST action (`actions/standard/<name>`) and return its answer."""
@@ -255,12 +256,14 @@ class SalesforceClient:
                 self.usage = ApiUsage(int(usage.used), int(usage.total))
 
     def _note_usage(self, header: str | None) -> None:
-        """The org's API usage from a `Sforce-Limit-Info` header that came through httpx
-        (read as `Salesforce.parse_api_usage` reads it; simple-salesforce parses the ones
-        that come through it)."""
-        found = _API_USAGE.match(header) if header else None
-        if found is not None:
-            self.usage = ApiUsage(int(found["used"]), int(found["total"]))
+        """The org's API usage from a `Sforce-Limit-Info` header that came through httpx,
+        read by simple-salesforce's own parser (it parses the ones that come through it)."""
+        if header:
+            from simple_salesforce.api import Salesforce
+
+            usage = Salesforce.parse_api_usage(header).get("api-usage")
+            if usage is not None:
+                self.usage = ApiUsage(int(usage.used), int(usage.total))
 
     def _check_reserve(self) -> None:
         reserve = self._cfg.sync.api_reserve_pct
@@ -270,10 +273,6 @@ class SalesforceClient:
                 f"({self.usage.used}/{self.usage.total} used), below the {reserve:g}% reserve "
                 "kept for the org's own integrations (sync.api_reserve_pct); the next run resumes"
             )
-
-
-#: `api-usage=N/M` at the start of a Sforce-Limit-Info header (simple-salesforce's pattern)
-_API_USAGE = re.compile(r"[^-]?api-usage=(?P<used>\d+)/(?P<total>\d+)")
 
 
 def _translate(fn: Callable[[], T]) -> T:

@@ -26,7 +26,6 @@ UNTIL = datetime(2026, 10, 8, tzinfo=UTC)
 
 #: what a run that reads the org and delivers nothing has no use for
 _NOT_IMPORTED = (
-    "simple_salesforce", "requests", "zeep",  # REST actions only
     "smtplib", "jinja2",  # an email to build and send
     "tenacity",  # a transient failure to back off from
     "pygments",  # httpx's own command-line client
