@@ -295,3 +295,14 @@ def test_200k_rows_filter_and_sort() -> None:
     assert result.total_size > 100_000
     stamps = [r["SystemModstamp"] for r in page]
     assert stamps == sorted(stamps)
+
+
+def test_distinct_values_follow_appended_and_replaced_records() -> None:
+    """What a describe lists as a picklist's values is kept between describes, and follows
+    every record added or replaced."""
+    table = Table.build("Thing__c", [{"Id": "a01000000000001", "Channel__c": "Text"}])
+    assert table.distinct_values("Channel__c") == ["Text"]
+    table.append({"Id": "a01000000000002", "Channel__c": "Voice"})
+    assert table.distinct_values("Channel__c") == ["Text", "Voice"]
+    table.replace(0, {"Id": "a01000000000001", "Channel__c": "Email"})
+    assert table.distinct_values("Channel__c") == ["Email", "Voice"]

@@ -283,7 +283,7 @@ def describe_response(
 
 def _picklist_values(table: Table, name: str) -> list[dict[str, Any]]:
     """A picklist's values, as the org's records use them (sorted)."""
-    values = sorted({str(v) for r in table.records if (v := r.get(name)) is not None})
+    values = table.distinct_values(name)
     return [
         {"active": True, "defaultValue": False, "label": v, "validFor": None, "value": v}
         for v in values[:200]

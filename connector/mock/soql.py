@@ -390,6 +390,8 @@ class Table:
         self.columns: dict[str, list[Any]] = {}
         self._converters: dict[str, Callable[[Any], Any]] = {}
         self._index: dict[str, int] = {}
+        self._revision = 0  # raised by every append/replace
+        self._distinct: dict[str, tuple[int, list[str]]] = {}
 
     # -- building
     @classmethod
@@ -467,6 +469,15 @@ class Table:
         """The fields that exist in ``api_version``, in schema order."""
         return [f for f in self.fields.values() if api_version >= f.min_version]
 
+    def distinct_values(self, name: str) -> list[str]:
+        """The sorted distinct non-null values of field ``name`` (as text), kept until a
+        record is added or replaced: a describe asks for them every time."""
+        kept = self._distinct.get(name)
+        if kept is None or kept[0] != self._revision:
+            values = sorted({str(v) for r in self.records if (v := r.get(name)) is not None})
+            kept = self._distinct[name] = (self._revision, values)
+        return kept[1]
+
     def find(self, record_id: str) -> int | None:
         """Row number of the record with this 15- or 18-character id."""
         return self._index.get(record_id[:15])
@@ -480,6 +491,7 @@ class Table:
             self.columns[lower].append(convert(record.get(self.fields[lower].name)))
         row = len(self.records) - 1
         self._index_record(row, record)
+        self._revision += 1
         return row
 
     def replace(self, row: int, record: dict[str, Any]) -> None:
@@ -489,6 +501,7 @@ class Table:
         for lower, convert in self._converters.items():
             self.columns[lower][row] = convert(record.get(self.fields[lower].name))
         self._index_record(row, record)
+        self._revision += 1
 
     def _adopt(self, record: dict[str, Any]) -> dict[str, Any]:
         """Register unseen keys as fields and give known keys their canonical case."""
