@@ -8,6 +8,7 @@ network); `audit.alerts` records and delivers them.
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -133,7 +134,9 @@ def digest_alert(
             f"{_credits(float(totals.get('credits', 0.0)))} credits "
             f"({_usd(float(totals.get('cost_usd', 0.0)))})."
         )
-    top = sorted(new_findings, key=lambda f: (-float(f.wasted_usd), f.started_at, f.id))[:top_n]
+    top = heapq.nsmallest(
+        top_n, new_findings, key=lambda f: (-float(f.wasted_usd), f.started_at, f.id)
+    )
     return Alert(
         kind="DIGEST",
         period=day[:7],
