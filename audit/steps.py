@@ -6,7 +6,7 @@ from, and mark the run ok with its summary. `audit.pipeline` runs them after an 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -22,7 +22,6 @@ from audit.engine.decisions import (
     top_waste_lines,
 )
 from audit.engine.model import format_iso_ms, json_number
-from audit.engine.packed import PackedFindings
 from audit.engine.rules import Finding, severity_at_least
 from audit.store import FindingChanges, Store
 from connector.client import SalesforceClient
@@ -136,19 +135,11 @@ def decide(
         usage_by_period=usage,
         current_daily_credits=store.action_credits_by_day(c_start, c_end),
         spike_rows=store.awu_by_day_agent_action(first, last),
-        new_findings=_among(findings, lambda f: f.id in new_ids),
+        new_findings=[f for f in findings if f.id in new_ids],
         resolved=len(changes.resolved_ids),
         totals=totals,
         top_lines=top_waste_lines(findings),
     )
-
-
-def _among(findings: Sequence[Finding], keep: Callable[[Finding], bool]) -> Sequence[Finding]:
-    """The findings `keep` accepts: a view of packed ones (a first run's findings are all
-    new — a list of them would hold every one unpacked), a list of others."""
-    if isinstance(findings, PackedFindings):
-        return findings.where(keep)
-    return [f for f in findings if keep(f)]
 
 
 def fail_on_reason(cfg: Config, findings: Sequence[Finding]) -> str | None:

@@ -8,7 +8,6 @@ network); `audit.alerts` records and delivers them.
 from __future__ import annotations
 
 import hashlib
-import heapq
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -134,9 +133,7 @@ def digest_alert(
             f"{_credits(float(totals.get('credits', 0.0)))} credits "
             f"({_usd(float(totals.get('cost_usd', 0.0)))})."
         )
-    top = heapq.nsmallest(
-        top_n, new_findings, key=lambda f: (-float(f.wasted_usd), f.started_at, f.id)
-    )
+    top = sorted(new_findings, key=lambda f: (-float(f.wasted_usd), f.started_at, f.id))[:top_n]
     return Alert(
         kind="DIGEST",
         period=day[:7],

@@ -5,7 +5,6 @@ out. Recording them in the outbox and delivering them is `audit.alerts`' job."""
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -45,7 +44,7 @@ class Decisions:
 
 def top_waste_lines(findings: Sequence[Finding], n: int = 3) -> list[str]:
     """The explanations of the `n` costliest findings that waste something."""
-    ranked = heapq.nsmallest(n, findings, key=lambda f: (-f.wasted_usd, f.kind, f.key))
+    ranked = sorted(findings, key=lambda f: (-f.wasted_usd, f.kind, f.key))[:n]
     return [f.explanation for f in ranked if f.wasted_usd > 0]
 
 

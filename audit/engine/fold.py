@@ -60,8 +60,7 @@ class WindowAudit:
 
     window: Window
     sandbox: bool
-    #: sorted by kind (KINDS order), then key; packed (`audit.engine.packed`) when folded
-    findings: Sequence[Finding]
+    findings: list[Finding]  # sorted by kind (KINDS order), then key
     totals: dict[str, Any]  # §7 `totals`
     what_if: PricingWhatIf
     #: the report's aggregates (waste, reconciliation, efficiency, case outcomes)

@@ -3,7 +3,6 @@ the totals and the pricing comparison — and the §7 run-output block that show
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -112,5 +111,5 @@ def _example(bad: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def top_findings(findings: Iterable[Finding], n: int = 5) -> list[Finding]:
-    """The `n` costliest findings (the summary's "top waste"); ties as `sorted` leaves them."""
-    return heapq.nsmallest(n, findings, key=lambda f: (-f.wasted_usd, f.kind, f.key))
+    """The `n` costliest findings (the summary's "top waste")."""
+    return sorted(findings, key=lambda f: (-f.wasted_usd, f.kind, f.key))[:n]
