@@ -200,7 +200,7 @@ class SyncSink(Protocol):
         """Store the page's records and (if given) its cursor in one transaction."""
         ...
 
-    def transaction(self) -> AbstractContextManager[object]:
+    def together(self) -> AbstractContextManager[object]:
         """The pages committed inside are stored together or not at all (a log file's
         rows go in pages of their own: a file found torn part-way leaves nothing behind)."""
         ...

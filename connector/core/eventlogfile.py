@@ -288,7 +288,7 @@ class EventLogFileSync:
             tmp.seek(0)
             read = _FileRead(size, sha, None)
             try:
-                with sink.transaction():
+                with sink.together():
                     self._read_into(sink, tmp, rec, created, read)
             except BadLogFile as exc:
                 return _FileRead(size, sha, str(exc), retryable=exc.retryable)
