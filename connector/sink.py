@@ -15,6 +15,7 @@ location, and a stored copy of it (an earlier good version) leaves its source.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, NotRequired, Protocol, TypedDict
 
@@ -197,6 +198,11 @@ class SyncSink(Protocol):
 
     def commit(self, page: Page) -> None:
         """Store the page's records and (if given) its cursor in one transaction."""
+        ...
+
+    def together(self) -> AbstractContextManager[object]:
+        """The pages committed inside are stored together or not at all (a log file's
+        rows go in pages of their own: a file found torn part-way leaves nothing behind)."""
         ...
 
     def awi_modstamps(self, ids: Sequence[str]) -> dict[str, str | None]:

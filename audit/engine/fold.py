@@ -23,8 +23,9 @@ from typing import Any
 from audit.config import PricingConfig, RulesConfig
 from audit.engine.analysis import CaseTally, Efficiency, Reconciliation, Spend
 from audit.engine.awu import ActionCost, CostTable
-from audit.engine.findings import KIND_ORDER, Finding, Totals, fingerprint
+from audit.engine.findings import Finding, Totals, fingerprint
 from audit.engine.model import Action, Case
+from audit.engine.packed import FindingPacker
 from audit.engine.pricing import PricingTally, PricingWhatIf
 from audit.engine.rules import evaluate
 
@@ -96,7 +97,7 @@ class WindowFold:
         self._reconciled = (Reconciliation("agent"), Reconciliation("day"))
         self._efficiency = Efficiency()
         self._cases = CaseTally(window_start=window[0], window_end=window[1])
-        self._findings: list[Finding] = []
+        self._findings = FindingPacker()
         self._bad: list[str] = []
         self._bad_count = 0
 
@@ -125,7 +126,7 @@ class WindowFold:
             tally.add(actions, costs)
         self._efficiency.add(actions, costs)
         self._cases.add(actions, costs, cases or {})
-        self._findings += result.findings
+        self._findings.add(result.findings)
         self._bad_count += len(result.bad_records)
         self._bad = heapq.nsmallest(BAD_RECORDS_KEPT, [*self._bad, *result.bad_records])
 
@@ -134,7 +135,7 @@ class WindowFold:
     ) -> WindowAudit:
         _, pricing, sandbox, _, _ = self._config
         start, end = self.window
-        findings = sorted(self._findings, key=lambda f: (KIND_ORDER[f.kind], f.key))
+        findings = self._findings.sorted()
         by_action, by_agent = self._spend
         agents, days = self._reconciled
         analysis = {

@@ -159,6 +159,8 @@ class StoreBase:
         self._db = db
         self.path = path
         self._savepoints = itertools.count(1)
+        #: > 0 inside `together()`: a nested transaction is part of it, not a savepoint
+        self._together = 0
 
     def close(self) -> None:
         self._db.close()
@@ -176,6 +178,9 @@ class StoreBase:
         """
         conn = self._db.conn
         with map_errors(self.path):
+            if conn.in_transaction and self._together:
+                yield self  # one unit with the `together()` block around it
+                return
             if conn.in_transaction:
                 name = f"awu_sp_{next(self._savepoints)}"
                 conn.execute(f"SAVEPOINT {name}")
@@ -201,6 +206,19 @@ class StoreBase:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+
+    @contextlib.contextmanager
+    def together(self) -> Iterator[StoreBase]:
+        """One transaction for every `transaction()` block inside it, with no savepoint
+        between them: all of it is stored, or none. (A savepoint makes SQLite copy again
+        every page it changes that the transaction had already changed: a third more time
+        writing a large log file's rows a page at a time into big tables.)"""
+        with self.transaction():
+            self._together += 1
+            try:
+                yield self
+            finally:
+                self._together -= 1
 
     def count(self, table: str) -> int:
         """How many rows `table` holds (a diagnostic: callers otherwise ask by meaning)."""

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import IO, Any
 
 from connector.checks import BadValue, check_count, check_datetime, shown
 from connector.client import SalesforceClient
@@ -44,6 +44,10 @@ _END_OF_TIME = "9999-12-31T00:00:00.000Z"
 #: a torn (or empty) file is downloaded this many times in all, one run after another,
 #: then kept as a permanent bad file
 MAX_FILE_ATTEMPTS = 3
+#: a log file's good rows go to the sink this many at a time, all of a file's pages in one
+#: transaction: a Daily file holds a whole day of a large org, never in memory at once (a
+#: page is ~30 MB of rows; smaller pages cost more lookups of the store's ids)
+PAGE_ROWS = 20_000
 
 
 @dataclass
@@ -196,7 +200,7 @@ class EventLogFileSync:
             self.skipped += 1
             return
         try:
-            read = self._download(file_id, rec, created, _length(rec))
+            read = self._download(sink, rec, created, _length(rec))
         except SalesforceError as exc:
             if exc.status == 404:  # deleted between the listing and the download
                 self.notes.append(f"EventLogFile {file_id}: deleted before it was read")
@@ -212,22 +216,18 @@ class EventLogFileSync:
             if (fresh.get("CreatedDate"), _length(fresh)) != (rec["CreatedDate"], _length(rec)):
                 self._process_file(sink, fresh, due | {file_id})
                 return
-            read = self._download(file_id, rec, created, None, declared=_length(rec))
-        self._store_file(sink, rec, created, read)
+            read = self._download(sink, rec, created, None, declared=_length(rec))
+        self._file_done(sink, rec, created, read)
 
-    def _store_file(
-        self, sink: SyncSink, rec: dict[str, Any], created: str, read: _FileRead
-    ) -> None:
-        file_id = str(rec["Id"])
-        log_date = iso_or_none(rec.get("LogDate"))
-        record: LogFileRecord = {
-            "id": file_id,
-            "log_date": log_date,
+    def _file_record(self, rec: dict[str, Any], created: str, read: _FileRead) -> LogFileRecord:
+        return {
+            "id": str(rec["Id"]),
+            "log_date": iso_or_none(rec.get("LogDate")),
             "interval": rec.get("Interval"),  # None below API 37.0: unknown
             "sequence": _sequence(rec),
             "created_date": created,
             # rows read as data: good ones and those a newer file already settled
-            "rows": len(read.rows) + read.settled,
+            "rows": read.good + read.settled,
             "sha256": read.sha,
             "bytes": read.size,
             "bad": 1 if read.error else 0,
@@ -236,96 +236,142 @@ class EventLogFileSync:
             "run_id": self.run_id,
             "retryable": int(read.retryable),
         }
-        bad = [_bad_row(file_id, log_date or created, row) for row in read.bad_rows]
+
+    def _file_done(
+        self, sink: SyncSink, rec: dict[str, Any], created: str, read: _FileRead
+    ) -> None:
+        """A bad file's record stored; then what the file's reading leaves this run: notes,
+        counts, its REQUEST_IDs settled for the older files of its day, the days it changed."""
+        file_id = str(rec["Id"])
+        at = iso_or_none(rec.get("LogDate")) or created
         if read.error:
-            bad = [_bad_file(file_id, log_date or created, read.error)]
-        rows = self._not_superseded(read, (created, record["sequence"], file_id))
-        sink.commit(Page(SOURCE, self.run_id, log_events=rows, log_file=record, bad_records=bad))
-        if read.error:
+            bad = [_bad_file(file_id, at, read.error)]
+            record = self._file_record(rec, created, read)
+            sink.commit(Page(SOURCE, self.run_id, log_file=record, bad_records=bad))
             self.bad += 1
             again = f" (read again on later runs, {MAX_FILE_ATTEMPTS} readings in all)"
             again = again if read.retryable else ""
             self.notes.append(f"EventLogFile {file_id}: {read.error}{again}")
-        elif bad:
+            return
+        if read.bad_rows:
+            first = _bad_row(file_id, at, read.bad_rows[0])
             self.notes.append(
-                f"EventLogFile {file_id}: {len(bad)} bad row(s), first at line "
-                f"{bad[0]['line']}: {bad[0]['detail']} ({bad[0]['reason']})"
+                f"EventLogFile {file_id}: {len(read.bad_rows)} bad row(s), first at line "
+                f"{first['line']}: {first['detail']} ({first['reason']})"
             )
-        self.rows += len(read.rows) + read.settled
-        for row in read.rows:
-            self.on_changed(row["started_at"])
-
-    def _not_superseded(self, read: _FileRead, key: tuple[str, int, str]) -> list[LogEvent]:
-        """The file's good rows but those a newer file read this run already holds: the
-        store would keep the newer copy anyway (the sink's newer-file rule, which also
-        settles bad rows), so writing the older one is wasted work."""
-        seen = self._seen
-        rows = [r for r in read.rows if seen.get(r["request_id"], key) <= key]
-        ids = [r["request_id"] for r in read.rows]
-        ids += [r.request_id for r in read.bad_rows if r.request_id]
-        for request_id in ids:
+        self.rows += read.good + read.settled
+        seen, key = self._seen, (created, _sequence(rec), file_id)
+        for request_id in read.ids:
             if seen.get(request_id, key) <= key:
                 seen[request_id] = key
-        return rows
+        for started_at in read.days.values():
+            self.on_changed(started_at)
 
     def _download(
         self,
-        file_id: str,
+        sink: SyncSink,
         rec: dict[str, Any],
         created: str,
         expected: int | None,
         *,
         declared: int | None = None,
     ) -> _FileRead:
-        """The file streamed to a temporary file, then parsed whole: its good rows and bad
-        rows, or why the file as a whole is bad (then no rows). A row whose REQUEST_ID a
-        newer file of its day already gave is only counted: the store would keep the newer
-        copy whatever this one holds (good, or bad), so its values are not checked."""
-        sequence = _sequence(rec)
-        seen, key = self._seen, (created, sequence, file_id)
+        """The file streamed to a temporary file, then read into the sink a page of rows at
+        a time, all its pages in one transaction (`_read_into`) — or why the file as a whole
+        is bad, and then none of its rows are stored."""
+        file_id = str(rec["Id"])
         with tempfile.TemporaryFile() as tmp:
             size, sha = self.client.download_logfile(file_id, tmp, expected_size=expected)
             self.downloaded += 1
             if declared is not None and size != declared:
                 why = f"body of {size} bytes where LogFileLength says {declared}"
-                return _FileRead([], [], size, sha, why, retryable=True)
+                return _FileRead(size, sha, why, retryable=True)
             tmp.seek(0)
-            rows: list[LogEvent] = []
-            bad_rows: list[LogRow] = []
-            bound = self.cfg.sync.max_tokens_per_action
-            settled = 0
+            read = _FileRead(size, sha, None)
             try:
-                for row in parse_logfile(
-                    tmp,
-                    rec.get("LogFileFieldNames"),
-                    max_tokens=bound,
-                    settled=lambda rid: seen.get(rid, key) > key,
-                ):
-                    if row.event is None:
-                        if row.bad is None:
-                            settled += 1
-                        else:
-                            bad_rows.append(row)
-                        continue
-                    row.event.update(
-                        file_id=file_id, file_created_date=created, file_sequence=sequence
-                    )
-                    rows.append(row.event)  # type: ignore[arg-type]  # parse_logfile's names
+                with sink.together():
+                    self._read_into(sink, tmp, rec, created, read)
             except BadLogFile as exc:
-                return _FileRead([], [], size, sha, str(exc), retryable=exc.retryable)
-        return _FileRead(rows, bad_rows, size, sha, None, settled=settled)
+                return _FileRead(size, sha, str(exc), retryable=exc.retryable)
+        return read
+
+    def _read_into(
+        self, sink: SyncSink, stream: IO[bytes], rec: dict[str, Any], created: str, read: _FileRead
+    ) -> None:
+        """Parse the file and hand its good rows to the sink PAGE_ROWS at a time; the last
+        page carries its bad rows too. A row whose REQUEST_ID a newer file of its day already
+        gave is only counted: the store would keep the newer copy whatever this one holds
+        (good, or bad), so its values are not checked."""
+        file_id, sequence = str(rec["Id"]), _sequence(rec)
+        seen, key = self._seen, (created, sequence, file_id)
+        page: list[LogEvent] = []
+        for row in parse_logfile(
+            stream,
+            rec.get("LogFileFieldNames"),
+            max_tokens=self.cfg.sync.max_tokens_per_action,
+            settled=lambda rid: seen.get(rid, key) > key,
+        ):
+            if row.event is None:
+                if row.bad is None:
+                    read.settled += 1
+                else:
+                    read.bad_rows.append(row)
+                continue
+            row.event.update(file_id=file_id, file_created_date=created, file_sequence=sequence)
+            page.append(row.event)  # type: ignore[arg-type]  # parse_logfile's names
+            if len(page) == PAGE_ROWS:
+                self._commit_page(sink, rec, created, read, page)
+                page = []
+        self._commit_page(sink, rec, created, read, page, last=True)
+
+    def _commit_page(
+        self,
+        sink: SyncSink,
+        rec: dict[str, Any],
+        created: str,
+        read: _FileRead,
+        rows: list[LogEvent],
+        *,
+        last: bool = False,
+    ) -> None:
+        """One page of the file's good rows (but those a newer file read this run already
+        holds: the store would keep the newer copy anyway — the sink's newer-file rule, which
+        also settles bad rows — so writing the older one is wasted work), with the file's
+        record as read so far; the last page also with the file's bad rows."""
+        file_id = str(rec["Id"])
+        read.good += len(rows)
+        read.ids += [r["request_id"] for r in rows]
+        for row in rows:
+            read.days.setdefault(row["started_at"][:10], row["started_at"])
+        bad: list[BadRecord] = []
+        if last:
+            at = iso_or_none(rec.get("LogDate")) or created
+            bad = [_bad_row(file_id, at, row) for row in read.bad_rows]
+            read.ids += [r.request_id for r in read.bad_rows if r.request_id]
+        seen, key = self._seen, (created, _sequence(rec), file_id)
+        rows = [r for r in rows if seen.get(r["request_id"], key) <= key]
+        record = self._file_record(rec, created, read)
+        sink.commit(Page(SOURCE, self.run_id, log_events=rows, log_file=record, bad_records=bad))
 
 
-@dataclass(frozen=True)
+@dataclass
 class _FileRead:
-    rows: list[LogEvent]
-    bad_rows: list[LogRow]
+    """One reading of a log file: its size and digest, and why it is bad as a whole — or
+    what its rows were (the good ones are in the store by the time it is done)."""
+
     size: int
     sha: str
     error: str | None
     retryable: bool = False
+    #: good rows read
+    good: int = 0
     #: rows read no further than REQUEST_ID: a newer file of their day already gave it
     settled: int = 0
+    bad_rows: list[LogRow] = field(default_factory=list)
+    #: the REQUEST_IDs of its good and bad rows, settled for older files once it is stored
+    ids: list[str] = field(default_factory=list)
+    #: a started_at of each day (YYYY-MM-DD) its good rows start on
+    days: dict[str, str] = field(default_factory=dict)
 
 
 def _length(rec: dict[str, Any]) -> int | None:
