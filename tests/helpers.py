@@ -237,3 +237,86 @@ class LoopbackSMTP(Controller):  # type: ignore[misc]
         # the server is bound by now; aiosmtpd connects to self.port to finish starting
         self.port = self.box.port = int(self.server.sockets[0].getsockname()[1])
         super()._trigger_server()
+
+
+# --- log files handed straight to the EventLogFile sync ----------------------------------
+
+
+def log_row(request_id: str, tokens: str, hour: int = 6) -> dict[str, str]:
+    """One AgentAction log row of 2026-10-06 (`hour` o'clock), every other column empty."""
+    from connector.logfiles import ELF_COLUMNS
+
+    return {
+        **{c: "" for c in ELF_COLUMNS},
+        "EVENT_TYPE": "AgentAction",
+        "TIMESTAMP_DERIVED": f"2026-10-06T{hour:02d}:00:00.000Z",
+        "REQUEST_ID": request_id,
+        "ACTION_NAME": "LookupAccount",
+        "TOTAL_TOKENS": tokens,
+    }
+
+
+def log_csv(rows: list[dict[str, str]], tail: str = "") -> bytes:
+    """A log file's body: the header, `rows`, then `tail` as it is (e.g. a torn line)."""
+    import csv
+    import io
+
+    from connector.logfiles import ELF_COLUMNS
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(ELF_COLUMNS)
+    for row in rows:
+        writer.writerow([row[c] for c in ELF_COLUMNS])
+    return (out.getvalue() + tail).encode()
+
+
+@dataclass
+class LogFilesOrg:
+    """The AgentAction log files of one `day` (`bodies`: id → body, `created`: id →
+    CreatedDate; `daily` is the Daily one, the others Hourly), as the connector's client
+    lists and hands them over — duck-typed: the three calls the sync makes."""
+
+    bodies: Mapping[str, bytes]
+    created: Mapping[str, str]
+    day: str
+    daily: str
+
+    def describe(self, sobject: str) -> dict[str, Any]:
+        names = ("Id", "EventType", "LogDate", "Interval", "Sequence", "CreatedDate",
+                 "LogFileLength", "LogFileFieldNames")  # fmt: skip
+        return {"fields": [{"name": n} for n in names]}
+
+    def query_all(self, soql: str) -> list[dict[str, Any]]:
+        from connector.logfiles import ELF_COLUMNS
+
+        return [
+            {"Id": i, "EventType": "AgentAction", "LogDate": self.day,
+             "Interval": "Daily" if i == self.daily else "Hourly", "Sequence": 1,
+             "CreatedDate": self.created[i], "LogFileLength": len(body),
+             "LogFileFieldNames": ",".join(ELF_COLUMNS)}
+            for i, body in self.bodies.items()
+        ]  # fmt: skip
+
+    def elf_sync(self, on_changed: Callable[[str | None], None] = lambda started_at: None) -> Any:
+        """The EventLogFile sync of run `run1` over these files, as of 2026-10-08."""
+        from datetime import datetime, timezone
+
+        from connector.config import ConnectorConfig
+        from connector.core.eventlogfile import EventLogFileSync
+
+        return EventLogFileSync(
+            self,  # type: ignore[arg-type]
+            ConnectorConfig(),
+            "run1",
+            datetime(2026, 10, 8, tzinfo=timezone.utc),
+            lambda stage, done, total: None,
+            on_changed,
+        )
+
+    def download_logfile(self, file_id: str, sink: Any, *, expected_size: int | None = None) -> tuple[int, str]:
+        import hashlib
+
+        body = self.bodies[file_id]
+        sink.write(body)
+        return len(body), hashlib.sha256(body).hexdigest()

@@ -5,89 +5,38 @@ behind — not its rows, and not its REQUEST_IDs settling the older files of its
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 import sqlite3
 from contextlib import closing
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
 from audit.store import Store
-from connector.config import ConnectorConfig
 from connector.core import eventlogfile
-from connector.core.eventlogfile import EventLogFileSync
-from connector.logfiles import ELF_COLUMNS
+from tests.helpers import LogFilesOrg, log_csv, log_row
 
 DAY = "2026-10-06T00:00:00.000Z"
 DAILY, TORN, HOURLY = "0ATD00000000002AAA", "0ATT00000000002AAA", "0ATH00000000002AAA"
 
 
-def _row(request_id: str, tokens: str, hour: int = 6) -> dict[str, str]:
-    return {
-        **{c: "" for c in ELF_COLUMNS},
-        "EVENT_TYPE": "AgentAction",
-        "TIMESTAMP_DERIVED": f"2026-10-06T{hour:02d}:00:00.000Z",
-        "REQUEST_ID": request_id,
-        "ACTION_NAME": "LookupAccount",
-        "TOTAL_TOKENS": tokens,
-    }
-
-
-def _csv(rows: list[dict[str, str]], tail: str = "") -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(ELF_COLUMNS)
-    for row in rows:
-        writer.writerow([row[c] for c in ELF_COLUMNS])
-    return (out.getvalue() + tail).encode()
-
-
 BODIES = {
     # the newest file: eight good rows, a bad one among them, and r6 again (newer copy)
-    DAILY: _csv(
-        [_row(f"d{i}", str(10 * i), hour=i) for i in range(1, 5)]
-        + [_row("d5", "-1"), _row("r6", "600")]
-        + [_row(f"d{i}", str(10 * i), hour=i) for i in range(6, 9)]
+    DAILY: log_csv(
+        [log_row(f"d{i}", str(10 * i), hour=i) for i in range(1, 5)]
+        + [log_row("d5", "-1"), log_row("r6", "600")]
+        + [log_row(f"d{i}", str(10 * i), hour=i) for i in range(6, 9)]
     ),
     # newer than the Hourly file but torn after five good rows (two pages and more of 2)
-    TORN: _csv([_row(f"r{i}", "7") for i in range(1, 6)], tail='EventLogFile,"torn\n'),
+    TORN: log_csv([log_row(f"r{i}", "7") for i in range(1, 6)], tail='EventLogFile,"torn\n'),
     # the oldest: r1 and r3 (also in the torn file), r6 (also in the Daily file), r7 bad
-    HOURLY: _csv([_row("r1", "11"), _row("r3", "33"), _row("r6", "66"), _row("r7", "x")]),
+    HOURLY: log_csv([log_row("r1", "11"), log_row("r3", "33"), log_row("r6", "66"), log_row("r7", "x")]),
 }
 CREATED = {
     DAILY: "2026-10-07T02:00:00.000Z",
     TORN: "2026-10-06T08:00:00.000Z",
     HOURLY: "2026-10-06T07:00:00.000Z",
 }
-
-
-class _Org:
-    """The files' listing and bodies, as the connector's client hands them over."""
-
-    def describe(self, sobject: str) -> dict[str, Any]:
-        names = ("Id", "EventType", "LogDate", "Interval", "Sequence", "CreatedDate",
-                 "LogFileLength", "LogFileFieldNames")  # fmt: skip
-        return {"fields": [{"name": n} for n in names]}
-
-    def query_all(self, soql: str) -> list[dict[str, Any]]:
-        return [
-            {"Id": i, "EventType": "AgentAction", "LogDate": DAY,
-             "Interval": "Daily" if i == DAILY else "Hourly", "Sequence": 1,
-             "CreatedDate": CREATED[i], "LogFileLength": len(body),
-             "LogFileFieldNames": ",".join(ELF_COLUMNS)}
-            for i, body in BODIES.items()
-        ]  # fmt: skip
-
-    def download_logfile(
-        self, file_id: str, sink: IO[bytes], *, expected_size: int | None = None
-    ) -> tuple[int, str]:
-        body = BODIES[file_id]
-        sink.write(body)
-        return len(body), hashlib.sha256(body).hexdigest()
 
 
 def _sql(db: Path, sql: str) -> set[tuple[Any, ...]]:
@@ -101,14 +50,7 @@ def test_pages_of_any_size_store_what_one_page_would(
 ) -> None:
     monkeypatch.setattr(eventlogfile, "PAGE_ROWS", page_rows)
     changed: list[str | None] = []
-    sync = EventLogFileSync(
-        _Org(),  # type: ignore[arg-type]  # duck-typed: the three calls the sync makes
-        ConnectorConfig(),
-        "run1",
-        datetime(2026, 10, 8, tzinfo=timezone.utc),
-        lambda stage, done, total: None,
-        changed.append,
-    )
+    sync = LogFilesOrg(BODIES, CREATED, DAY, DAILY).elf_sync(changed.append)
     db = tmp_path / "s.db"
     with Store.open(db) as store:
         sync.sync(store, None)

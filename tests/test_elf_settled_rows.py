@@ -6,59 +6,36 @@ a bad file, because its CSV is still parsed whole."""
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import io
 import sqlite3
 from contextlib import closing
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
 from audit.store import Store
-from connector.config import ConnectorConfig
 from connector.core.eventlogfile import EventLogFileSync
-from connector.logfiles import ELF_COLUMNS, BadLogFile, parse_logfile
+from connector.logfiles import BadLogFile, parse_logfile
+from tests.helpers import LogFilesOrg, log_csv, log_row
 
 DAY = "2026-10-06T00:00:00.000Z"
 DAILY, HOURLY, TORN = "0ATD00000000001AAA", "0ATH00000000001AAA", "0ATT00000000001AAA"
 
 
-def _row(request_id: str, tokens: str) -> dict[str, str]:
-    return {
-        **{c: "" for c in ELF_COLUMNS},
-        "EVENT_TYPE": "AgentAction",
-        "TIMESTAMP_DERIVED": "2026-10-06T06:00:00.000Z",
-        "REQUEST_ID": request_id,
-        "ACTION_NAME": "LookupAccount",
-        "TOTAL_TOKENS": tokens,
-    }
-
-
-def _csv(rows: list[dict[str, str]], tail: str = "") -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(ELF_COLUMNS)
-    for row in rows:
-        writer.writerow([row[c] for c in ELF_COLUMNS])
-    return (out.getvalue() + tail).encode()
-
-
 # the newer (Daily) file: r1 good, r2 bad, r3 good
 BODIES = {
-    DAILY: _csv([_row("r1", "100"), _row("r2", "-5"), _row("r3", "300")]),
+    DAILY: log_csv([log_row("r1", "100"), log_row("r2", "-5"), log_row("r3", "300")]),
     # the older (Hourly) file: r1 bad (a newer good copy), r2 good (a newer bad copy),
     # r3 good (a newer good copy), r4 bad and r5 good (no newer copy)
-    HOURLY: _csv(
+    HOURLY: log_csv(
         [
-            _row(r, t)
+            log_row(r, t)
             for r, t in (("r1", "lots"), ("r2", "200"), ("r3", "999"), ("r4", "-7"), ("r5", "500"))
         ]
     ),
     # an older file torn after a row the newer file settled: an unterminated quote
-    TORN: _csv([_row("r1", "100")], tail='EventLogFile,"torn\n'),
+    TORN: log_csv([log_row("r1", "100")], tail='EventLogFile,"torn\n'),
 }
 CREATED = {
     DAILY: "2026-10-07T02:00:00.000Z",
@@ -67,41 +44,9 @@ CREATED = {
 }
 
 
-class _Org:
-    """The three files' listing and bodies, as the connector's client hands them over."""
-
-    def describe(self, sobject: str) -> dict[str, Any]:
-        names = ("Id", "EventType", "LogDate", "Interval", "Sequence", "CreatedDate",
-                 "LogFileLength", "LogFileFieldNames")  # fmt: skip
-        return {"fields": [{"name": n} for n in names]}
-
-    def query_all(self, soql: str) -> list[dict[str, Any]]:
-        return [
-            {"Id": i, "EventType": "AgentAction", "LogDate": DAY,
-             "Interval": "Daily" if i == DAILY else "Hourly", "Sequence": 1,
-             "CreatedDate": CREATED[i], "LogFileLength": len(body),
-             "LogFileFieldNames": ",".join(ELF_COLUMNS)}
-            for i, body in BODIES.items()
-        ]  # fmt: skip
-
-    def download_logfile(
-        self, file_id: str, sink: IO[bytes], *, expected_size: int | None = None
-    ) -> tuple[int, str]:
-        body = BODIES[file_id]
-        sink.write(body)
-        return len(body), hashlib.sha256(body).hexdigest()
-
-
 @pytest.fixture
 def synced(tmp_path: Path) -> tuple[Path, EventLogFileSync]:
-    sync = EventLogFileSync(
-        _Org(),  # type: ignore[arg-type]  # duck-typed: the three calls the sync makes
-        ConnectorConfig(),
-        "run1",
-        datetime(2026, 10, 8, tzinfo=timezone.utc),
-        lambda stage, done, total: None,
-        lambda started_at: None,
-    )
+    sync = LogFilesOrg(BODIES, CREATED, DAY, DAILY).elf_sync()
     with Store.open(tmp_path / "s.db") as store:
         sync.sync(store, None)
     return tmp_path / "s.db", sync
@@ -136,7 +81,7 @@ def test_rows_count_and_notes_of_each_file(synced: tuple[Path, EventLogFileSync]
 
 
 def test_a_settled_row_is_not_checked_an_unsettled_one_is() -> None:
-    body = _csv([_row("r1", "lots"), _row("r2", "lots")])
+    body = log_csv([log_row("r1", "lots"), log_row("r2", "lots")])
     rows = list(parse_logfile(io.BytesIO(body), None, settled=lambda rid: rid == "r1"))
     assert [(r.line, r.request_id, r.event, r.bad is None) for r in rows[:1]] == [
         (2, "r1", None, True)

@@ -97,6 +97,13 @@ def _case_queries(org: Any) -> list[str]:
     return [e.params["q"] for e in org.request_log.matching("/query") if "FROM Case" in e.params.get("q", "")]  # fmt: skip
 
 
+def _audited(tmp_path: Path, snapshot: Path, server: Any) -> Any:
+    """The config of a store one run audited the window into."""
+    cfg = load_config(make_config(tmp_path, snapshot, server))
+    run_audit(cfg, since=SINCE, until=UNTIL)
+    return cfg
+
+
 def _open_cases(store: Store, n: int) -> list[str]:
     linked = store.awi_case_ids((SINCE, UNTIL))
     return [c.id for c in store.cases(linked).values() if not c.is_closed][:n]
@@ -105,9 +112,7 @@ def _open_cases(store: Store, n: int) -> list[str]:
 def test_cases_changed_since_the_last_run_are_found_with_one_query(
     tmp_path: Path, snapshot: Path, mock_org: Any
 ) -> None:
-    org, server = mock_org
-    cfg = load_config(make_config(tmp_path, snapshot, server))
-    run_audit(cfg, since=SINCE, until=UNTIL)
+    org, cfg = mock_org[0], _audited(tmp_path, snapshot, mock_org[1])
     with Store.open(cfg.store.path) as store:
         (closing,) = _open_cases(store, 1)
     org.update_record("Case", closing, {"Status": "Closed", "IsClosed": True,
@@ -124,9 +129,7 @@ def test_cases_changed_since_the_last_run_are_found_with_one_query(
 def test_an_org_where_many_cases_changed_is_asked_for_the_known_ones_by_id(
     tmp_path: Path, snapshot: Path, mock_org: Any
 ) -> None:
-    org, server = mock_org
-    cfg = load_config(make_config(tmp_path, snapshot, server))
-    run_audit(cfg, since=SINCE, until=UNTIL)
+    org, cfg = mock_org[0], _audited(tmp_path, snapshot, mock_org[1])
     with Store.open(cfg.store.path) as store:
         closing = _open_cases(store, 2)
         linked = store.awi_case_ids((SINCE, UNTIL))
