@@ -334,10 +334,9 @@ class EventLogFileSync:
         *,
         last: bool = False,
     ) -> None:
-        """One page of the file's good rows (but those a newer file read this run already
-        holds: the store would keep the newer copy anyway — the sink's newer-file rule, which
-        also settles bad rows — so writing the older one is wasted work), with the file's
-        record as read so far; the last page also with the file's bad rows."""
+        """One page of the file's good rows (those a newer file read this run already holds
+        never get here: `parse_logfile` hands them over as settled), with the file's record
+        as read so far; the last page also with the file's bad rows."""
         file_id = str(rec["Id"])
         read.good += len(rows)
         read.ids += [r["request_id"] for r in rows]
@@ -348,8 +347,6 @@ class EventLogFileSync:
             at = iso_or_none(rec.get("LogDate")) or created
             bad = [_bad_row(file_id, at, row) for row in read.bad_rows]
             read.ids += [r.request_id for r in read.bad_rows if r.request_id]
-        seen, key = self._seen, (created, _sequence(rec), file_id)
-        rows = [r for r in rows if seen.get(r["request_id"], key) <= key]
         record = self._file_record(rec, created, read)
         sink.commit(Page(SOURCE, self.run_id, log_events=rows, log_file=record, bad_records=bad))
 
