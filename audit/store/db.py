@@ -19,6 +19,7 @@ import sqlite_utils
 from sqlite_utils.db import PrimaryKeyRequired
 
 from audit.errors import StoreError
+from audit.store.checkpoint import BACKSTOP_PAGES, Checkpointer
 from audit.store.schema import SCHEMA_VERSION, TABLES, migrate, schema_version
 from audit.store.values import PLAIN, to_db_value
 
@@ -86,6 +87,7 @@ def open_database(path: Path) -> sqlite_utils.Database:
             if str(mode).lower() != "wal":
                 raise StoreError(f"store {path}: cannot switch to WAL journal mode ({mode})")
             conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
             db = sqlite_utils.Database(conn)
             migrate(db, path=path)
             return db
@@ -161,8 +163,10 @@ class StoreBase:
         self._savepoints = itertools.count(1)
         #: > 0 inside `together()`: a nested transaction is part of it, not a savepoint
         self._together = 0
+        self._checkpoints = Checkpointer(os.path.realpath(path))
 
     def close(self) -> None:
+        self._checkpoints.stop()
         self._db.close()
 
     @property
@@ -206,6 +210,7 @@ class StoreBase:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            self._checkpoints.committed()
 
     @contextlib.contextmanager
     def together(self) -> Iterator[StoreBase]:
