@@ -33,7 +33,7 @@ class ActionDays(StoreBase):
         actions, and of every day an action left since the last refresh. Call in the
         transaction that wrote those days' actions (with their daily usage)."""
         with self.transaction():
-            left = [d for (d,) in self._tuples('SELECT "day" FROM action_days_left')]
+            left = [d for (d,) in self._tuples('SELECT DISTINCT "day" FROM action_days_left')]
             for marks, chunk in in_lists(sorted(set(days) | set(left))):
                 self._execute(f'DELETE FROM action_days WHERE "day" IN ({marks})', chunk)
                 self._execute(_SUM_DAYS_SQL.format(marks=marks), chunk)

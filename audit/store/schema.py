@@ -264,10 +264,12 @@ CREATE TABLE changed_days ("day" TEXT PRIMARY KEY, "inputs_version" INTEGER NOT 
 # what spike detection reads, without summing weeks of actions again every run. The
 # triggers note the days an action leaves (moved to another day, or deleted), which may lie
 # outside the days a run sums anew; a store from before gets its sums from its actions.
-# (not INSERT OR IGNORE: in a trigger, the conflict clause of the statement that fired it —
-# the actions' upsert — overrides the body's own)
-_NOTE_DAY_LEFT = """INSERT INTO action_days_left ("day") SELECT old."day"
-    WHERE NOT EXISTS (SELECT 1 FROM action_days_left WHERE "day" = old."day")"""
+#
+# action_days_left holds a day as often as an action left it: no key nor NOT NULL. A
+# constraint the trigger's INSERT could break makes SQLite keep a statement journal for
+# every row of every upsert of actions, whether the trigger fires or not — twice the time
+# of a first run's 100k inserts.
+_NOTE_DAY_LEFT = 'INSERT INTO action_days_left ("day") VALUES (old."day")'
 _V6_SCHEMA = (
     # "agent" may be null (neither a name nor an id): SQLite lets a primary key column of
     # a rowid table hold null, and the sums are written whole per day, never upserted
@@ -275,7 +277,7 @@ _V6_SCHEMA = (
         "day" TEXT NOT NULL, "agent" TEXT, "action_name" TEXT, "awu" REAL,
         PRIMARY KEY ("day", "agent", "action_name")
     )""",
-    'CREATE TABLE action_days_left ("day" TEXT PRIMARY KEY)',
+    'CREATE TABLE action_days_left ("day" TEXT)',
     f"""CREATE TRIGGER actions_moved_day AFTER UPDATE OF "day" ON actions
         WHEN old."day" IS NOT new."day" AND old."day" IS NOT NULL
         BEGIN {_NOTE_DAY_LEFT}; END""",
@@ -338,7 +340,6 @@ TABLES: dict[str, tuple[str, ...]] = {
     "bad_records": ("source", "key"),
     "changed_days": ("day",),
     "action_days": ("day", "agent", "action_name"),
-    "action_days_left": ("day",),
 }
 
 
