@@ -23,6 +23,7 @@ from audit.rounding import round_to_meaning
 from audit.steps import (
     Run,
     RunResult,
+    budget_credits,
     budget_json,
     decide,
     deliver,
@@ -216,8 +217,9 @@ def _commit_decisions(
             run.run_id, audit.findings, window_start=window[0], window_end=window[1]
         )
         crashpoints.reached("findings")
-        record_basis(run, window, audit.totals, family.context(store, window))
-        decisions = decide(run, window, audit.findings, audit.totals, changes)
+        credits = budget_credits(run, window)
+        record_basis(run, window, audit.totals, family.context(store, window), credits)
+        decisions = decide(run, window, audit.findings, audit.totals, changes, credits)
         alerts.enqueue(store, decisions.alerts, channel_names, run.run_id, run.now)
     return audit, decisions
 

@@ -19,6 +19,7 @@ from audit.rounding import round_to_meaning
 from audit.steps import (
     Run,
     RunResult,
+    budget_credits,
     budget_json,
     decide,
     deliver,
@@ -44,8 +45,10 @@ def reuse_primary(
     channels, channel_errors = alerts.channels_from_config(cfg)
     with store.transaction():
         store.see_findings(run.run_id, *window)
-        record_basis(run, window, found.totals, found.context)
-        decisions = decide(run, window, findings, found.totals, FindingChanges([], [], []))
+        credits = budget_credits(run, window, found.credits)
+        record_basis(run, window, found.totals, found.context, credits)
+        no_changes = FindingChanges([], [], [])
+        decisions = decide(run, window, findings, found.totals, no_changes, credits)
         names = sorted(set(channels) | set(channel_errors))
         alerts.enqueue(store, decisions.alerts, names, run.run_id, run.now)
     alerts_sent, alerts_failed = deliver(run, channels, channel_errors)

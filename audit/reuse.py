@@ -80,9 +80,11 @@ def basis(
     settings: str,
     totals: Mapping[str, Any],
     context: str = "",
+    credits: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """What a run's stored results were computed from (`Store.set_audit_basis`);
-    `context`: what else of the window its family's actions depend on (`Family.context`)."""
+    `context`: what else of the window its family's actions depend on (`Family.context`);
+    `credits`: the credits of the budget periods it was decided against, by period."""
     return {
         "run_id": run_id,
         "window_start": format_iso_ms(window[0]),
@@ -93,6 +95,7 @@ def basis(
         "settings": settings,
         "totals": dict(totals),
         "context": context,
+        "credits": dict(credits or {}),
     }
 
 
@@ -104,6 +107,8 @@ class Reuse:
     summary: dict[str, Any]  # that run's output (§7 block + analysis)
     totals: dict[str, Any]  # its totals, unrounded (what the alerts quote)
     context: str = ""  # its family's context (`basis`)
+    #: the credits of the budget periods it was decided against (`audit.steps.budget_credits`)
+    credits: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def what_if(self, cfg: Config, window: Window) -> PricingWhatIf:
         """The pricing what-if over `window`: the stored one, with the months (and so the
@@ -143,7 +148,19 @@ def reusable(store: Store, cfg: Config, window: Window, *, sandbox: bool) -> Reu
     if "analysis" not in summary or "pricing" not in summary["analysis"]:
         return None
     totals = dict(found.get("totals") or summary["totals"])
-    return Reuse(run["id"], summary, totals, str(found.get("context") or ""))
+    return Reuse(run["id"], summary, totals, str(found.get("context") or ""), _credits(found))
+
+
+def _credits(found: Mapping[str, Any]) -> dict[str, float]:
+    """The basis's credits by period; none from a basis written before they were kept."""
+    credits = found.get("credits")
+    if not isinstance(credits, dict):
+        return {}
+    return {
+        str(period): float(value)
+        for period, value in credits.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
 
 
 def _exact(dt: datetime) -> str:

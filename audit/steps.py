@@ -28,8 +28,8 @@ from connector.client import SalesforceClient
 from connector.org import OrgInfo
 
 __all__ = [
-    "Run", "RunResult", "budget_json", "decide", "deliver", "discount", "fail_on_reason",
-    "finish", "forecast_json", "record_basis",
+    "Run", "RunResult", "budget_credits", "budget_json", "decide", "deliver", "discount",
+    "fail_on_reason", "finish", "forecast_json", "record_basis",
 ]  # fmt: skip
 
 Window = tuple[datetime, datetime]
@@ -95,8 +95,15 @@ def deliver(
     return sent, failed
 
 
-def record_basis(run: Run, window: Window, totals: Mapping[str, Any], context: str) -> None:
-    """What the results just written were computed from (call in their transaction)."""
+def record_basis(
+    run: Run,
+    window: Window,
+    totals: Mapping[str, Any],
+    context: str,
+    credits: Mapping[str, float],
+) -> None:
+    """What the results just written were computed from (call in their transaction), with
+    the credits of the budget periods they were decided against (`budget_credits`)."""
     run.store.set_audit_basis(
         reuse.basis(
             run.run_id,
@@ -105,8 +112,26 @@ def record_basis(run: Run, window: Window, totals: Mapping[str, Any], context: s
             settings=reuse.settings_fingerprint(run.cfg, sandbox=run.org.is_sandbox),
             totals=totals,
             context=context,
+            credits=credits,
         )
     )
+
+
+def budget_credits(
+    run: Run, window: Window, known: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """The credits of every budget period `window` overlaps: of all the period's stored
+    actions, not only the window's (SPEC §5). `known`: those a reused basis recorded. A
+    basis is written in every transaction that writes actions, so while it stands the
+    stored actions are the ones it was written with — and so are their sums."""
+    known = known or {}
+    credits = {}
+    for period in budget_mod.periods_overlapping(*window):
+        if period in known:
+            credits[period] = known[period]
+        else:
+            credits[period] = run.store.credits_between(*budget_mod.period_bounds(period))
+    return credits
 
 
 def decide(
@@ -115,15 +140,15 @@ def decide(
     findings: Sequence[Finding],
     totals: Mapping[str, Any],
     changes: FindingChanges,
+    credits: Mapping[str, float],
 ) -> Decisions:
-    """Gather what the budget rules read from the store, and let the engine decide."""
+    """Gather what the budget rules read from the store, and let the engine decide;
+    `credits`: `budget_credits` of the window."""
     cfg, store = run.cfg, run.store
-    usage = {}
-    for period in budget_mod.periods_overlapping(*window):
-        p_start, p_end = budget_mod.period_bounds(period)
-        usage[period] = BudgetUsage(
-            store.credits_between(p_start, p_end), store.enqueued_thresholds(period)
-        )
+    usage = {
+        period: BudgetUsage(credits[period], store.enqueued_thresholds(period))
+        for period in budget_mod.periods_overlapping(*window)
+    }
     c_start, c_end = budget_mod.period_bounds(budget_mod.period_of(run.now))
     first, last = spike_days(window, cfg.budget.spike_trailing_days)
     new_ids = set(changes.new_ids) | set(changes.reopened_ids)
