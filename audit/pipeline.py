@@ -23,8 +23,8 @@ from audit.rounding import round_to_meaning
 from audit.steps import (
     Run,
     RunResult,
-    budget_credits,
     budget_json,
+    budget_sums,
     decide,
     deliver,
     discount,
@@ -217,9 +217,9 @@ def _commit_decisions(
             run.run_id, audit.findings, window_start=window[0], window_end=window[1]
         )
         crashpoints.reached("findings")
-        credits = budget_credits(run, window)
-        record_basis(run, window, audit.totals, family.context(store, window), credits)
-        decisions = decide(run, window, audit.findings, audit.totals, changes, credits)
+        sums = budget_sums(run, window)
+        record_basis(run, window, audit.totals, family.context(store, window), sums)
+        decisions = decide(run, window, audit.findings, audit.totals, changes, sums)
         alerts.enqueue(store, decisions.alerts, channel_names, run.run_id, run.now)
     return audit, decisions
 
