@@ -24,6 +24,7 @@ from audit.steps import (
     Run,
     RunResult,
     budget_json,
+    budget_sums,
     decide,
     deliver,
     discount,
@@ -216,8 +217,9 @@ def _commit_decisions(
             run.run_id, audit.findings, window_start=window[0], window_end=window[1]
         )
         crashpoints.reached("findings")
-        record_basis(run, window, audit.totals, family.context(store, window))
-        decisions = decide(run, window, audit.findings, audit.totals, changes)
+        sums = budget_sums(run, window)
+        record_basis(run, window, audit.totals, family.context(store, window), sums)
+        decisions = decide(run, window, audit.findings, audit.totals, changes, sums)
         alerts.enqueue(store, decisions.alerts, channel_names, run.run_id, run.now)
     return audit, decisions
 

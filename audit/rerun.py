@@ -20,6 +20,7 @@ from audit.steps import (
     Run,
     RunResult,
     budget_json,
+    budget_sums,
     decide,
     deliver,
     fail_on_reason,
@@ -44,8 +45,10 @@ def reuse_primary(
     channels, channel_errors = alerts.channels_from_config(cfg)
     with store.transaction():
         store.see_findings(run.run_id, *window)
-        record_basis(run, window, found.totals, found.context)
-        decisions = decide(run, window, findings, found.totals, FindingChanges([], [], []))
+        sums = budget_sums(run, window, found.sums)
+        record_basis(run, window, found.totals, found.context, sums)
+        no_changes = FindingChanges([], [], [])
+        decisions = decide(run, window, findings, found.totals, no_changes, sums)
         names = sorted(set(channels) | set(channel_errors))
         alerts.enqueue(store, decisions.alerts, names, run.run_id, run.now)
     alerts_sent, alerts_failed = deliver(run, channels, channel_errors)

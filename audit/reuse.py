@@ -33,7 +33,9 @@ from audit.engine.pricing import PricingWhatIf, repriced
 from audit.store import Store
 from audit.store.actions import ceil_ms
 
-__all__ = ["Reuse", "basis", "days_to_recompute", "reusable", "settings_fingerprint"]
+__all__ = [
+    "BudgetSums", "Reuse", "basis", "days_to_recompute", "reusable", "settings_fingerprint",
+]  # fmt: skip
 
 Window = tuple[datetime, datetime]
 
@@ -80,9 +82,12 @@ def basis(
     settings: str,
     totals: Mapping[str, Any],
     context: str = "",
+    sums: BudgetSums | None = None,
 ) -> dict[str, Any]:
     """What a run's stored results were computed from (`Store.set_audit_basis`);
-    `context`: what else of the window its family's actions depend on (`Family.context`)."""
+    `context`: what else of the window its family's actions depend on (`Family.context`);
+    `sums`: what its budget was decided from."""
+    sums = sums or BudgetSums({}, {})
     return {
         "run_id": run_id,
         "window_start": format_iso_ms(window[0]),
@@ -93,7 +98,23 @@ def basis(
         "settings": settings,
         "totals": dict(totals),
         "context": context,
+        "credits": dict(sums.credits),
+        "daily_credits": {
+            period: {day.isoformat(): c for day, c in days.items()}
+            for period, days in sums.daily.items()
+        },
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetSums:
+    """What the budget rules read from the stored actions (`audit.steps.budget_sums`): the
+    credits of each budget period, and per day those of the period of `now` (the
+    forecast's burn rate). Kept in the basis: a basis is written in every transaction that
+    writes actions, so while it stands the stored actions — and their sums — are these."""
+
+    credits: Mapping[str, float]  # period → credits
+    daily: Mapping[str, Mapping[date, float]]  # period → day → credits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +125,8 @@ class Reuse:
     summary: dict[str, Any]  # that run's output (§7 block + analysis)
     totals: dict[str, Any]  # its totals, unrounded (what the alerts quote)
     context: str = ""  # its family's context (`basis`)
+    #: what its budget was decided from
+    sums: BudgetSums = BudgetSums({}, {})
 
     def what_if(self, cfg: Config, window: Window) -> PricingWhatIf:
         """The pricing what-if over `window`: the stored one, with the months (and so the
@@ -143,7 +166,29 @@ def reusable(store: Store, cfg: Config, window: Window, *, sandbox: bool) -> Reu
     if "analysis" not in summary or "pricing" not in summary["analysis"]:
         return None
     totals = dict(found.get("totals") or summary["totals"])
-    return Reuse(run["id"], summary, totals, str(found.get("context") or ""))
+    return Reuse(run["id"], summary, totals, str(found.get("context") or ""), _sums(found))
+
+
+def _sums(found: Mapping[str, Any]) -> BudgetSums:
+    """The basis's budget sums; none from a basis written before they were kept."""
+    daily = found.get("daily_credits")
+    return BudgetSums(
+        _numbers(found.get("credits")),
+        {
+            str(period): {date.fromisoformat(d): c for d, c in _numbers(days).items()}
+            for period, days in (daily.items() if isinstance(daily, dict) else ())
+        },
+    )
+
+
+def _numbers(value: object) -> dict[str, float]:
+    if not isinstance(value, dict):
+        return {}
+    return {
+        str(k): float(v)
+        for k, v in value.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
 
 
 def _exact(dt: datetime) -> str:

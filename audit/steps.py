@@ -23,13 +23,14 @@ from audit.engine.decisions import (
 )
 from audit.engine.model import format_iso_ms, json_number
 from audit.engine.rules import Finding, severity_at_least
+from audit.reuse import BudgetSums
 from audit.store import FindingChanges, Store
 from connector.client import SalesforceClient
 from connector.org import OrgInfo
 
 __all__ = [
-    "Run", "RunResult", "budget_json", "decide", "deliver", "discount", "fail_on_reason",
-    "finish", "forecast_json", "record_basis",
+    "Run", "RunResult", "budget_json", "budget_sums", "decide", "deliver", "discount",
+    "fail_on_reason", "finish", "forecast_json", "record_basis",
 ]  # fmt: skip
 
 Window = tuple[datetime, datetime]
@@ -95,8 +96,11 @@ def deliver(
     return sent, failed
 
 
-def record_basis(run: Run, window: Window, totals: Mapping[str, Any], context: str) -> None:
-    """What the results just written were computed from (call in their transaction)."""
+def record_basis(
+    run: Run, window: Window, totals: Mapping[str, Any], context: str, sums: BudgetSums
+) -> None:
+    """What the results just written were computed from (call in their transaction), with
+    what their budget is decided from (`budget_sums`)."""
     run.store.set_audit_basis(
         reuse.basis(
             run.run_id,
@@ -105,8 +109,31 @@ def record_basis(run: Run, window: Window, totals: Mapping[str, Any], context: s
             settings=reuse.settings_fingerprint(run.cfg, sandbox=run.org.is_sandbox),
             totals=totals,
             context=context,
+            sums=sums,
         )
     )
+
+
+def budget_sums(run: Run, window: Window, known: BudgetSums | None = None) -> BudgetSums:
+    """The credits of every budget period `window` overlaps — of all the period's stored
+    actions, not only the window's (SPEC §5) — and per day those of the period of `now`.
+    `known`: those a reused basis kept (the stored actions are the same since); only what
+    they lack is summed."""
+    known = known or BudgetSums({}, {})
+    store = run.store
+    credits = {
+        period: (
+            known.credits[period]
+            if period in known.credits
+            else store.credits_between(*budget_mod.period_bounds(period))
+        )
+        for period in budget_mod.periods_overlapping(*window)
+    }
+    current = budget_mod.period_of(run.now)
+    daily = known.daily.get(current)
+    if daily is None:
+        daily = store.action_credits_by_day(*budget_mod.period_bounds(current))
+    return BudgetSums(credits, {current: daily})
 
 
 def decide(
@@ -115,16 +142,15 @@ def decide(
     findings: Sequence[Finding],
     totals: Mapping[str, Any],
     changes: FindingChanges,
+    sums: BudgetSums,
 ) -> Decisions:
-    """Gather what the budget rules read from the store, and let the engine decide."""
+    """Gather what the budget rules read from the store (`sums`: `budget_sums` of the
+    window), and let the engine decide."""
     cfg, store = run.cfg, run.store
-    usage = {}
-    for period in budget_mod.periods_overlapping(*window):
-        p_start, p_end = budget_mod.period_bounds(period)
-        usage[period] = BudgetUsage(
-            store.credits_between(p_start, p_end), store.enqueued_thresholds(period)
-        )
-    c_start, c_end = budget_mod.period_bounds(budget_mod.period_of(run.now))
+    usage = {
+        period: BudgetUsage(sums.credits[period], store.enqueued_thresholds(period))
+        for period in budget_mod.periods_overlapping(*window)
+    }
     first, last = spike_days(window, cfg.budget.spike_trailing_days)
     new_ids = set(changes.new_ids) | set(changes.reopened_ids)
     return decide_alerts(
@@ -133,7 +159,7 @@ def decide(
         budget=cfg.budget,
         pricing=cfg.pricing,
         usage_by_period=usage,
-        current_daily_credits=store.action_credits_by_day(c_start, c_end),
+        current_daily_credits=sums.daily[budget_mod.period_of(run.now)],
         spike_rows=store.awu_by_day_agent_action(first, last),
         new_findings=[f for f in findings if f.id in new_ids],
         resolved=len(changes.resolved_ids),

@@ -333,3 +333,28 @@ def test_a_ca_bundle_that_holds_no_certificate_is_one_setup_error(tmp_path: Path
     with pytest.raises(SetupError, match=r"ca_bundle .*ca\.pem holds no PEM certificate"):
         http_client(SalesforceConfig(ca_bundle=not_pem))
     assert SetupError.exit_code == 2
+
+
+def test_a_damaged_key_file_is_one_setup_error(small_snap: Path, tmp_path: Path) -> None:
+    """Keys load without cryptography's slow checks (the file is the user's own); a key
+    whose parts disagree is still refused by name, before any request."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from connector.errors import SetupError
+
+    parts = load_private_key(small_snap / "app.key").private_numbers()
+    for field in ("d", "dmp1", "dmq1", "iqmp"):
+        damaged = rsa.RSAPrivateNumbers(
+            **{name: getattr(parts, name) for name in ("p", "q", "d", "dmp1", "dmq1", "iqmp")}
+            | {field: getattr(parts, field) + 2},
+            public_numbers=parts.public_numbers,
+        ).private_key(unsafe_skip_rsa_key_validation=True)
+        path = tmp_path / f"{field}.key"
+        path.write_bytes(damaged.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ))  # fmt: skip
+        path.chmod(0o600)
+        with pytest.raises(SetupError, match=rf"{field}\.key is a damaged RSA key"):
+            load_private_key(path)

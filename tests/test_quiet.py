@@ -12,6 +12,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from audit.config import load_config
 from audit.engine.window import top_findings
 from audit.pipeline import run_audit
@@ -65,6 +67,48 @@ def test_a_reused_run_quotes_the_findings_a_full_one_does(
         counts = [store.get_run(r.output["run_id"]) for r in (reused, full)]
     assert counts[0] is not None and counts[1] is not None
     assert counts[0]["findings_open"] == counts[1]["findings_open"] > 5
+
+
+def test_a_reused_run_takes_the_budget_sums_its_basis_kept(
+    tmp_path: Path, snapshot: Path, mock_org: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stored actions are those the basis was written with, so a reused run takes the
+    periods' credits and the current period's daily credits from it instead of summing a
+    month of actions again — and decides the budget as a full run does. A window grown
+    into a new month, with `now` in it, sums only that month."""
+    cfg = load_config(make_config(tmp_path, snapshot, mock_org[1]))
+    until, nov, dec = (datetime(2026, 11, d, tzinfo=UTC) for d in (17, 1, 30))
+    dec += timedelta(days=1)
+    first = run_audit(cfg, since=SINCE, until=until, now=until)
+    with Store.open(cfg.store.path) as store:
+        october, november = store.credits_between(SINCE, nov), store.credits_between(nov, dec)
+        daily = store.action_credits_by_day(SINCE, nov)
+        basis = store.audit_basis()
+    assert basis is not None and october > 0 and sum(daily.values()) == october
+    assert basis["credits"] == {"2026-10": october, "2026-11": november}
+    assert basis["daily_credits"] == {"2026-11": {}}  # `now`'s month: no action
+
+    summed: list[tuple[str, datetime]] = []
+    for name in ("credits_between", "action_credits_by_day"):
+        real = getattr(Store, name)
+        monkeypatch.setattr(Store, name, _noting(real, name, summed))
+    again = until + timedelta(hours=1)
+    reused = run_audit(cfg, since=SINCE, until=until, now=again)
+    assert reused.reused is not None and summed == []
+    grown = run_audit(cfg, since=SINCE, until=dec + timedelta(days=2), now=dec + timedelta(days=2))
+    assert grown.reused is not None
+    assert summed == [("credits_between", dec), ("action_credits_by_day", dec)]
+    full = run_audit(cfg, since=SINCE, until=until, now=again, full=True)
+    assert reused.output["budget"] == full.output["budget"]
+    assert reused.output["budget"]["used_credits"] == first.output["budget"]["used_credits"]
+
+
+def _noting(real: Any, name: str, calls: list[tuple[str, datetime]]) -> Any:
+    def summing(store: Store, start: datetime, end: datetime) -> Any:
+        calls.append((name, start))
+        return real(store, start, end)
+
+    return summing
 
 
 def test_a_run_that_reads_the_org_imports_only_what_it_uses(

@@ -69,6 +69,7 @@ def _stored(db: Path, run_id: str) -> dict[str, Any]:
             "actions": rows("SELECT * FROM actions ORDER BY id"),
             "findings": rows("SELECT * FROM findings ORDER BY id"),
             "daily_usage": rows("SELECT * FROM daily_usage ORDER BY 1, 2, 3"),
+            "action_days": rows("SELECT * FROM action_days ORDER BY 1, 2, 3"),
             "alerts": rows(
                 "SELECT id, kind, period, threshold, day, title FROM alerts ORDER BY id"
             ),
@@ -85,7 +86,7 @@ class Twins:
 
     def assert_same(self) -> None:
         assert _comparable(self.reused.output) == _comparable(self.full.output)
-        for part in ("summary", "actions", "findings", "daily_usage", "alerts"):
+        for part in ("summary", "actions", "findings", "daily_usage", "action_days", "alerts"):
             assert self.reused_store[part] == self.full_store[part], part
 
 
@@ -219,11 +220,14 @@ def test_a_store_from_schema_v4_recomputes_once_then_reuses(
     tmp_path: Path, snapshot: Path, mock_org: Any
 ) -> None:
     """A v4 store with results (as v4 left it: no changed_days, no inputs version, no
-    basis) is recomputed by its first run under v5, and reused right after."""
+    basis, no action_days) is recomputed by its first run under v5, and reused right after."""
     cfg = load_config(make_config(tmp_path, snapshot, mock_org[1]))
     run_audit(cfg, since=SINCE, until=QUIET, now=QUIET)
     with closing(sqlite3.connect(cfg.store.path)) as conn, conn:
-        conn.execute("DROP TABLE changed_days")
+        for table in ("changed_days", "action_days", "action_days_left"):
+            conn.execute(f"DROP TABLE {table}")
+        for trigger in ("actions_moved_day", "actions_deleted"):
+            conn.execute(f"DROP TRIGGER {trigger}")
         conn.execute("DELETE FROM meta WHERE key IN ('audit_basis', 'inputs_version')")
         conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     upgraded = run_audit(cfg, since=SINCE, until=QUIET, now=QUIET + timedelta(hours=1))

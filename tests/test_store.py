@@ -745,8 +745,10 @@ def test_credits_and_spike_rows_from_actions(store: Store) -> None:
         _action(3, started_at="2026-10-02T10:00:00.000Z", day="2026-10-02", credits=5.0, awu=0.25),
         _action(4, started_at="2026-11-01T10:00:00.000Z", day="2026-11-01", credits=99.0),
     ]
-    store.replace_actions(("2026-10-01T00:00:00.000Z", "2026-12-01T00:00:00.000Z"), rows)
     oct1, nov1 = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
+    window = (oct1, datetime(2026, 12, 1, tzinfo=UTC))
+    store.replace_actions(window, rows)
+    store.refresh_daily_usage(window)  # the spike rows are summed with the daily usage
     assert store.credits_between(oct1, nov1) == 65.0
     assert store.credits_between(nov1, nov1) == 0.0
     assert store.action_credits_by_day(oct1, nov1) == {date(2026, 10, 1): 60.0, date(2026, 10, 2): 5.0}

@@ -11,8 +11,8 @@ Datetimes are stored as ISO text `YYYY-MM-DDTHH:MM:SS.mmmZ` (sorts like the inst
 JSON columns (`summary`, `action_ids`, `detail`, `payload`, `state`) hold JSON text.
 
 Modules: `db` (open, transactions, error mapping, chunked IN lists), `schema`, `values`,
-`lock` (and `runs`), `sources` (the connector's SyncSink and raw-row readers), `actions`,
-`findings`, `outbox`, `reports`.
+`lock` (and `runs`), `sources` (the connector's SyncSink and raw-row readers), `actions`
+(and `action_days`, the sums spike detection reads), `findings`, `outbox`, `reports`.
 """
 
 from __future__ import annotations

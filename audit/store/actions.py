@@ -1,5 +1,6 @@
 """Actions (one row per reconciled action, recomputed AWU) and what is summed from them:
-daily usage, credits of a period, per-day credits, the rows spike detection reads."""
+daily usage (and with it `action_days`, the rows spike detection reads), credits of a
+period, per-day credits."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 
 from audit.engine.awu import ActionCost
 from audit.engine.model import Action, days_of, parse_sf_datetime
-from audit.store.db import StoreBase, in_lists, map_errors
+from audit.store.action_days import ActionDays
+from audit.store.db import in_lists, map_errors
 from audit.store.values import PLAIN, bound, iso, to_db_value
 
 __all__ = ["Actions", "ceil_ms"]
@@ -107,7 +109,7 @@ def _parse_stored(text: str) -> datetime:
     return datetime.fromisoformat(text) if text.endswith("Z") else parse_sf_datetime(text)
 
 
-class Actions(StoreBase):
+class Actions(ActionDays):
     def write_actions_of(
         self,
         chunk: tuple[datetime, datetime],
@@ -155,9 +157,12 @@ class Actions(StoreBase):
         )
 
     def refresh_daily_usage(self, window: tuple[datetime, datetime]) -> None:
-        """Sum the daily usage of the days `window` touches anew from the stored actions."""
+        """Sum the daily usage of the days `window` touches anew from the stored actions
+        (and their AWU per agent × action: `refresh_action_days`)."""
         days = days_of(window)
-        self.replace_daily_usage(days, self.usage_of_days(days))
+        with self.transaction():
+            self.replace_daily_usage(days, self.usage_of_days(days))
+            self.refresh_action_days(days)
 
     def stored_actions_by_session(
         self, window: tuple[datetime, datetime]
@@ -244,17 +249,3 @@ class Actions(StoreBase):
             [iso(start), iso(end)],
         )
         return {date.fromisoformat(d): float(c) for d, c in rows}
-
-    def awu_by_day_agent_action(
-        self, first_day: date, end_day: date
-    ) -> list[tuple[date, str | None, str, float]]:
-        """(day, agent, action_name, AWU) for days in [first_day, end_day): what spike
-        detection reads."""
-        rows = self._tuples(
-            "SELECT day, coalesce(agent_name, agent_id) AS agent, action_name, sum(awu) AS awu "
-            "FROM actions WHERE day >= ? AND day < ? GROUP BY 1, 2, 3",
-            [first_day.isoformat(), end_day.isoformat()],
-        )
-        return [
-            (date.fromisoformat(d), agent, name, float(awu or 0)) for d, agent, name, awu in rows
-        ]

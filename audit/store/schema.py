@@ -260,6 +260,45 @@ CREATE TABLE changed_days ("day" TEXT PRIMARY KEY, "inputs_version" INTEGER NOT 
 """
 
 
+# v6: AWU per day × agent × action, summed beside the daily usage (audit.store.action_days):
+# what spike detection reads, without summing weeks of actions again every run. The
+# triggers note the days an action leaves (moved to another day, or deleted), which may lie
+# outside the days a run sums anew; a store from before gets its sums from its actions.
+#
+# action_days_left holds a day as often as an action left it: no key nor NOT NULL. A
+# constraint the trigger's INSERT could break makes SQLite keep a statement journal for
+# every row of every upsert of actions, whether the trigger fires or not — twice the time
+# of a first run's 100k inserts.
+_NOTE_DAY_LEFT = 'INSERT INTO action_days_left ("day") VALUES (old."day")'
+_V6_SCHEMA = (
+    # "agent" may be null (neither a name nor an id): SQLite lets a primary key column of
+    # a rowid table hold null, and the sums are written whole per day, never upserted
+    """CREATE TABLE action_days (
+        "day" TEXT NOT NULL, "agent" TEXT, "action_name" TEXT, "awu" REAL,
+        PRIMARY KEY ("day", "agent", "action_name")
+    )""",
+    'CREATE TABLE action_days_left ("day" TEXT)',
+    f"""CREATE TRIGGER actions_moved_day AFTER UPDATE OF "day" ON actions
+        WHEN old."day" IS NOT new."day" AND old."day" IS NOT NULL
+        BEGIN {_NOTE_DAY_LEFT}; END""",
+    f"""CREATE TRIGGER actions_deleted AFTER DELETE ON actions WHEN old."day" IS NOT NULL
+        BEGIN {_NOTE_DAY_LEFT}; END""",
+    """INSERT INTO action_days ("day", "agent", "action_name", "awu")
+        SELECT day, coalesce(agent_name, agent_id), action_name, sum(awu)
+        FROM actions WHERE day IS NOT NULL GROUP BY 1, 2, 3""",
+)
+
+
+def _run_statements(statements: tuple[str, ...]) -> Callable[[sqlite3.Connection], None]:
+    """A migration of statements that hold `;` themselves (a trigger's body)."""
+
+    def apply(conn: sqlite3.Connection) -> None:
+        for statement in statements:
+            conn.execute(statement)
+
+    return apply
+
+
 def _run_script(sql: str) -> Callable[[sqlite3.Connection], None]:
     def apply(conn: sqlite3.Connection) -> None:
         # statement by statement: executescript() would COMMIT the migration transaction
@@ -277,6 +316,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _run_script(_V3_SCHEMA),
     _run_script(_V4_SCHEMA),
     _run_script(_V5_SCHEMA),
+    _run_statements(_V6_SCHEMA),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -299,6 +339,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "d360_sessions": ("id",),
     "bad_records": ("source", "key"),
     "changed_days": ("day",),
+    "action_days": ("day", "agent", "action_name"),
 }
 
 
