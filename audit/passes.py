@@ -7,13 +7,12 @@ Pass 1 (`reconcile_days`) reconciles the window a chunk at a time — a UTC day 
 fingerprints before reading the next. It takes the days to recompute (default: all the
 window's), so a run can redo only the days whose inputs changed.
 
-Pass 2 (`fold_window`) reads the window's stored actions back in order of start, hands each
-session over once its last action is read (`Store.stored_sessions`), gathers the sessions
-into batches (~`batch` actions each; one session is never split) and folds each batch into
-the window's findings and figures (`engine.fold.WindowFold`): the rules that look across
-actions look inside one session, so the result is the whole window's. Memory is bounded by
-a chunk, a batch, the sessions still open and the findings (packed while the batches go by,
-~150 bytes each: `engine.packed`) — not by the window.
+Pass 2 (`fold_window`) reads the window's stored actions back ordered by session, cuts them
+into batches of whole sessions (~`batch` actions each; one session is never split) and
+folds each batch into the window's findings and figures (`engine.fold.WindowFold`): the
+rules that look across actions look inside one session, so the result is the whole
+window's. Memory is bounded by a chunk, a batch and the findings (packed while the
+batches go by, ~150 bytes each: `engine.packed`) — not by the window.
 """
 
 from __future__ import annotations
@@ -129,12 +128,14 @@ def _session_batches(
 ) -> Iterator[tuple[list[Action], dict[str, str | None]]]:
     actions: list[Action] = []
     fingerprints: dict[str, str | None] = {}
-    for session in store.stored_sessions(window):
-        for action, fp in session:
-            actions.append(action)
-            fingerprints[action.id] = fp
-        if len(actions) >= batch:
+    previous: str | None = None
+    for action, fp in store.stored_actions_by_session(window):
+        session = action.session_id
+        if len(actions) >= batch and (session is None or session != previous):
             yield actions, fingerprints
             actions, fingerprints = [], {}
+        actions.append(action)
+        fingerprints[action.id] = fp
+        previous = session
     if actions:
         yield actions, fingerprints

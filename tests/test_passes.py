@@ -160,7 +160,7 @@ def _whole_window(store: Store, cfg: Config, window: Window) -> tuple[list[Actio
 
 def _read_back(db: Path, window: Window) -> list[Action]:
     with Store.open(db) as store:
-        return sorted((a for s in store.stored_sessions(window) for a, _ in s), key=lambda a: a.id)
+        return sorted((a for a, _ in store.stored_actions_by_session(window)), key=lambda a: a.id)
 
 
 def _records_with_logs_elsewhere(db: Path, chunk: timedelta) -> int:

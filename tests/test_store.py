@@ -402,42 +402,6 @@ def test_write_actions_of_reports_the_chunk_rows_it_did_not_write(store: Store) 
     assert rows == [("a0", "2026-10-02T10:00:00.000Z"), ("a1", "2026-10-02T11:05:00.000Z")]
 
 
-def test_stored_sessions_hands_over_each_session_whole_once(store: Store) -> None:
-    """Sessions interleaved in time, two ending at the same millisecond, one spanning the
-    window, actions without a session: each session comes once, with all its actions in the
-    window, and nothing else."""
-    def at(minute: int) -> str:
-        return f"2026-10-02T10:{minute:02d}:00.000Z"
-
-    sessions = {
-        "long": [0, 5, 30, 59],
-        "s1": [1, 2, 3],
-        "s2": [2, 4, 10],
-        "s3": [4, 10],  # ends with s2, at the same millisecond
-        "": [6, 7],  # an empty session id is a session like any other
-        None: [3, 8],
-    }
-    rows = [
-        _action(100 * i + j, session_id=session, started_at=at(minute))
-        for i, (session, minutes) in enumerate(sessions.items())
-        for j, minute in enumerate(minutes)
-    ]
-    rows.append(_action(999, session_id="s1", started_at="2026-10-02T11:00:00.000Z"))  # after
-    store.replace_actions(("2026-10-01T00:00:00.000Z", "2026-10-03T00:00:00.000Z"), rows)
-    window = (datetime(2026, 10, 2, 10, tzinfo=UTC), datetime(2026, 10, 2, 11, tzinfo=UTC))
-    handed = [[a for a, _ in s] for s in store.stored_sessions(window)]
-    assert sorted(len(s) for s in handed) == [1, 1, 2, 2, 3, 3, 4]
-    got: dict[str | None, list[str]] = {}
-    for session in handed:
-        key = session[0].session_id
-        assert all(a.session_id == key for a in session)
-        assert key is None or key not in got  # once
-        got.setdefault(key, []).extend(a.started_at.isoformat()[11:16] for a in session)
-    assert {k: sorted(v) for k, v in got.items()} == {
-        k: sorted(f"10:{m:02d}" for m in minutes) for k, minutes in sessions.items()
-    }
-
-
 def test_daily_usage_and_credits_by_day_half_open(store: Store) -> None:
     def usage(day: str, agent: str | None, credits: float) -> dict[str, Any]:
         return {"day": day, "agent": agent, "channel": "Text", "actions": 1, "credits": credits}

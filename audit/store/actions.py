@@ -3,7 +3,6 @@ daily usage, credits of a period, per-day credits, the rows spike detection read
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -33,18 +32,12 @@ _UPSERT_ACTION_SQL = (
     + f" WHERE ({', '.join(f'actions.{c}' for c in ACTION_COLUMNS[1:])}) IS NOT "
     + f"({', '.join(f'excluded.{c}' for c in ACTION_COLUMNS[1:])})"
 )
-# what the audit reads back (`stored_sessions`): the window's actions in order of start
-# (the index's order: no sort of the window's rows), and when each session's last one starts
+# what the audit reads back (`stored_actions_by_session`), whole sessions together
 _READ_BACK_SQL = (
     "SELECT id, session_id, action_name, action_type, channel, status, tokens, started_at, "
     "reported_awu, prompt_tokens, completion_tokens, agent_id, agent_name, error_code, "
     "user_id, case_id, source, elf_tokens, fingerprint FROM actions "
-    "WHERE started_at >= ? AND started_at < ? ORDER BY started_at"
-)
-_SESSION_ENDS_SQL = (
-    "SELECT max(started_at) AS last, session_id FROM actions "
-    "WHERE started_at >= ? AND started_at < ? AND session_id IS NOT NULL "
-    "GROUP BY session_id ORDER BY last"
+    "WHERE started_at >= ? AND started_at < ? ORDER BY session_id"
 )
 _STARTS_IN_WINDOW_SQL = (
     'SELECT "id", "started_at" FROM actions WHERE "started_at" >= ? AND "started_at" < ?'
@@ -114,39 +107,6 @@ def _remember_in(
         if lo <= row[_STARTED] < hi:
             written.add(row[0])
         yield row
-
-
-def _fetched(cursor: sqlite3.Cursor) -> Iterator[tuple[Any, ...]]:
-    while rows := cursor.fetchmany(2000):
-        yield from rows
-
-
-def _sessions(
-    rows: Iterable[tuple[Any, ...]],
-    ends: Iterator[tuple[str, str]],
-    window: tuple[datetime, datetime],
-) -> Iterator[list[tuple[Action, str | None]]]:
-    """Rows of _READ_BACK_SQL (in order of start) as whole sessions; `ends` is each
-    session's (last stored started_at, id) in that order. A session is complete once a row
-    that started after its last action comes (stored texts compare as the index orders
-    them), or at the end."""
-    start, end = window
-    open_sessions: dict[str, list[tuple[Action, str | None]]] = {}
-    next_end = next(ends, None)
-    for row in rows:
-        while next_end is not None and next_end[0] < row[7]:
-            session = open_sessions.pop(next_end[1], None)
-            if session:
-                yield session
-            next_end = next(ends, None)
-        action = _stored_action(row)
-        if not start <= action.started_at < end:
-            continue  # past a window end with sub-millisecond digits
-        if row[1] is None:
-            yield [(action, row[18])]
-        else:
-            open_sessions.setdefault(row[1], []).append((action, row[18]))
-    yield from open_sessions.values()
 
 
 def ceil_ms(value: datetime) -> str:
@@ -221,19 +181,21 @@ class Actions(StoreBase):
         days = days_of(window)
         self.replace_daily_usage(days, self.usage_of_days(days))
 
-    def stored_sessions(
+    def stored_actions_by_session(
         self, window: tuple[datetime, datetime]
-    ) -> Iterator[list[tuple[Action, str | None]]]:
-        """The stored actions that started in [start, end), each with its input fingerprint,
-        a whole session at a time (an action without a session alone): read in order of
-        start, a session handed over once its last action is read — only the sessions
-        still open are held, never the window."""
+    ) -> Iterator[tuple[Action, str | None]]:
+        """The stored actions that started in [start, end), each with its input
+        fingerprint, ordered by session (actions without a session first): read a row at a
+        time, never the window at once."""
         start, end = window
         params = (iso(start), ceil_ms(end))
         with map_errors(self.path):
-            ends = self._db.conn.execute(_SESSION_ENDS_SQL, params)
-            rows = self._db.conn.execute(_READ_BACK_SQL, params)
-            yield from _sessions(_fetched(rows), ends, window)
+            cursor = self._db.conn.execute(_READ_BACK_SQL, params)
+            while rows := cursor.fetchmany(2000):
+                for row in rows:
+                    action = _stored_action(row)
+                    if start <= action.started_at < end:
+                        yield action, row[18]
 
     def replace_actions(
         self, window: tuple[datetime | str, datetime | str], rows: Iterable[Mapping[str, Any]]
