@@ -80,7 +80,10 @@ def reconcile_days(
     cost_table = CostTable(rules, pricing)
     written = 0
     unwritten: list[tuple[str, str]] = []
-    with _no_cycle_collection():
+    # one unit of the store for every chunk, not a savepoint each: inside the run's
+    # transaction, a savepoint per chunk made SQLite copy again every index page an earlier
+    # chunk had changed (the chunks write into the same few index pages)
+    with _no_cycle_collection(), store.together():
         for piece in chunks_of(window, days, chunk):
             awi_rows, record_tokens, log_rows = store.core_chunk(
                 piece, AWI_FIELDS, ELF_FIELDS, use_awi=use_awi, use_elf=use_elf
@@ -95,7 +98,7 @@ def reconcile_days(
                 piece, actions, costs, fingerprints, cost_factor=cost_factor
             )
             written += len(actions)
-    store.delete_unwritten(unwritten)
+        store.delete_unwritten(unwritten)
     return written
 
 
