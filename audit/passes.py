@@ -80,21 +80,25 @@ def reconcile_days(
     cost_table = CostTable(rules, pricing)
     written = 0
     unwritten: list[tuple[str, str]] = []
-    with _no_cycle_collection():
+    # one unit of the store for every chunk, not a savepoint each: inside the run's
+    # transaction, a savepoint per chunk made SQLite copy again every index page an earlier
+    # chunk had changed (the chunks write into the same few index pages)
+    with _no_cycle_collection(), store.together():
         for piece in chunks_of(window, days, chunk):
-            awi_rows, log_rows = store.core_chunk(
+            awi_rows, record_tokens, log_rows = store.core_chunk(
                 piece, AWI_FIELDS, ELF_FIELDS, use_awi=use_awi, use_elf=use_elf
             )
             actions = reconcile_tuples(
-                awi_rows, log_rows, window=piece, use_awi=use_awi, use_elf=use_elf, names=names
-            )
-            del awi_rows, log_rows
+                awi_rows, log_rows, window=piece, use_awi=use_awi, use_elf=use_elf,
+                names=names, record_tokens=record_tokens,
+            )  # fmt: skip
+            del awi_rows, record_tokens, log_rows
             costs, fingerprints = costs_and_fingerprints(actions, rules, pricing, cost_table)
             unwritten += store.write_actions_of(
                 piece, actions, costs, fingerprints, cost_factor=cost_factor
             )
             written += len(actions)
-    store.delete_unwritten(unwritten)
+        store.delete_unwritten(unwritten)
     return written
 
 

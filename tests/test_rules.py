@@ -100,6 +100,29 @@ def test_fingerprint_ignores_key_order_at_every_depth() -> None:
     assert fingerprint(a) == hashlib.sha256(canonical.encode()).hexdigest()
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"b": [3, {"z": null, "a": true}], "a": {"é": "ü\\n\\"q\\"", "\\u00e9": 1}}',
+        '{"f": 1.10, "g": -0.0, "h": 1e400, "i": -1e400, "j": NaN, "k": 12345678901234567890}',
+        '{"nested": [[[[{"d": 2, "c": 1}]]]], "empty": {}, "list": []}',
+        '"just a string \\u2028"',
+        "42",
+        "3.5e-7",
+        "null",
+        "[true, false, Infinity]",
+        '{"emoji": "\\ud83d\\ude00", "tab": "\\t", "ctl": "\\u0001"}',
+    ],
+)
+def test_fingerprint_is_sha256_of_specs_json_dumps(text: str) -> None:
+    """SPEC §4's formula, spelled out, over values of every JSON type (and the non-finite
+    numbers json.loads accepts): the encoder the fingerprint uses writes the same text."""
+    canonical = json.dumps(
+        json.loads(text), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    assert fingerprint(text) == hashlib.sha256(canonical.encode()).hexdigest()
+
+
 @pytest.mark.parametrize("bad", [None, "", "{", "not json", '{"a": 1,}'])
 def test_fingerprint_of_null_or_invalid_input_is_none(bad: str | None) -> None:
     assert fingerprint(bad) is None

@@ -371,6 +371,37 @@ def test_replace_actions_replaces_only_the_window(store: Store) -> None:
     assert store.count("actions") == 28 - 3 + 1
 
 
+def test_write_actions_of_reports_the_chunk_rows_it_did_not_write(store: Store) -> None:
+    """A chunk's stored rows that a rewrite did not yield come back as unwritten — also when
+    a row written with it lies outside the chunk (it does not count for the chunk) — and
+    delete_unwritten drops those no later chunk wrote."""
+    from audit.engine.awu import ActionCost
+    from audit.engine.model import Action
+
+    def action(i: int, started: datetime) -> Action:
+        return Action(f"a{i}", "s1", "Get", "Apex", "Text", "Success", 10, started)
+
+    cost = ActionCost(True, 1, 1.0, 1.0, 0.0, 20.0, 0.1)
+    hour = (datetime(2026, 10, 2, 10, tzinfo=UTC), datetime(2026, 10, 2, 11, tzinfo=UTC))
+    at = [hour[0] + timedelta(minutes=i) for i in range(10)]
+    later = hour[1] + timedelta(minutes=5)
+
+    def write(actions: list[Action]) -> list[tuple[str, str]]:
+        return store.write_actions_of(hour, actions, {a.id: cost for a in actions}, {})
+
+    assert write([action(i, at[i]) for i in range(4)]) == []
+    assert write([action(i, at[i]) for i in range(4)]) == []  # the same rows again
+    gone = write([action(i, at[i]) for i in range(3)])
+    assert gone == [("a3", "2026-10-02T10:03:00.000Z")]
+    store.delete_unwritten(gone)
+    # a1 rewritten outside the chunk, a2 not at all: as many rows written as the chunk
+    # holds after the write, yet a2 went unwritten
+    assert write([action(0, at[0]), action(1, later)]) == [("a2", "2026-10-02T10:02:00.000Z")]
+    store.delete_unwritten([("a2", "2026-10-02T10:02:00.000Z"), ("a1", "2026-10-02T10:01:00.000Z")])
+    rows = _query(store.path, "SELECT id, started_at FROM actions ORDER BY id")
+    assert rows == [("a0", "2026-10-02T10:00:00.000Z"), ("a1", "2026-10-02T11:05:00.000Z")]
+
+
 def test_daily_usage_and_credits_by_day_half_open(store: Store) -> None:
     def usage(day: str, agent: str | None, credits: float) -> dict[str, Any]:
         return {"day": day, "agent": agent, "channel": "Text", "actions": 1, "credits": credits}

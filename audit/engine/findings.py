@@ -107,6 +107,25 @@ class AuditResult:
 #: of fingerprinting a short input
 _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
+
+def _c_canonical_encoder() -> Callable[[Any, int], Any] | None:
+    """The same encoding through json's C encoder, made once: `JSONEncoder.encode` makes a
+    new one on every call (with a circular-reference check, which a value parsed from text
+    never needs) — 1.8 → 1.1 µs for an action input. None where json has no C encoder."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    # JSONEncoder.iterencode's arguments, its circular-reference markers aside
+    j = _CANONICAL_JSON
+    options = (j.indent, j.key_separator, j.item_separator, j.sort_keys, j.skipkeys, j.allow_nan)
+    encode: Callable[[Any, int], Any] = make(
+        None, j.default, json.encoder.encode_basestring, *options
+    )
+    return encode
+
+
+_CANONICAL_C = _c_canonical_encoder()
+
 # --- small public helpers ------------------------------------------------------------------
 
 
@@ -126,7 +145,10 @@ def fingerprint(action_input: str | None) -> str | None:
         value = json.loads(action_input)
     except (ValueError, RecursionError):
         return None
-    canonical = _CANONICAL_JSON.encode(value)
+    if _CANONICAL_C is not None:
+        canonical = "".join(_CANONICAL_C(value, 0))
+    else:
+        canonical = _CANONICAL_JSON.encode(value)
     try:
         data = canonical.encode()
     except UnicodeEncodeError:  # a lone surrogate ("\ud800") is valid JSON, not valid UTF-8

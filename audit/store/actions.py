@@ -44,6 +44,8 @@ _READ_BACK_SQL = (
 _STARTS_IN_WINDOW_SQL = (
     'SELECT "id", "started_at" FROM actions WHERE "started_at" >= ? AND "started_at" < ?'
 )
+_COUNT_IN_WINDOW_SQL = 'SELECT count(*) FROM actions WHERE "started_at" >= ? AND "started_at" < ?'
+_STARTED = ACTION_COLUMNS.index("started_at")
 _IDS_IN_WINDOW_SQL = 'SELECT "id" FROM actions WHERE "started_at" >= ? AND "started_at" < ?'
 
 _DAILY_USAGE_SQL = """
@@ -67,16 +69,18 @@ def _action_tuples(
     cost_factor: float,
 ) -> Iterator[tuple[Any, ...]]:
     """Each action with its recomputed cost, as a row of ACTION_COLUMNS; dollars times
-    `cost_factor` (a sandbox's discount). Tuples straight from the actions: no dict per row."""
+    `cost_factor` (a sandbox's discount). Tuples straight from the actions: no dict per row.
+    An action's started_at is aware UTC, so its day is its stored text's first ten."""
     for a in actions:
         c = costs[a.id]
+        started = iso(a.started_at)
         yield (
             a.id, a.session_id, a.agent_id, a.agent_name, a.action_name, a.action_type,
             a.channel, a.status, a.error_code, a.tokens, a.prompt_tokens, a.completion_tokens,
             a.reported_awu, a.elf_tokens, a.action_input, a.user_id, a.case_id,
-            iso(a.started_at), a.source, int(c.billable), c.units, c.multiplier, c.awu,
+            started, a.source, int(c.billable), c.units, c.multiplier, c.awu,
             c.excess_awu, c.credits, c.cost_usd * cost_factor, fingerprints.get(a.id),
-            a.started_at.date().isoformat(),
+            started[:10],
         )  # fmt: skip
 
 
@@ -93,6 +97,17 @@ def _remember(rows: Iterable[tuple[Any, ...]], written: set[str]) -> Iterator[tu
     """`rows` as they go, their ids added to `written`."""
     for row in rows:
         written.add(row[0])
+        yield row
+
+
+def _remember_in(
+    rows: Iterable[tuple[Any, ...]], written: set[str], lo: str, hi: str
+) -> Iterator[tuple[Any, ...]]:
+    """`rows` (of ACTION_COLUMNS) as they go, the ids of those stored in [lo, hi) added to
+    `written`."""
+    for row in rows:
+        if lo <= row[_STARTED] < hi:
+            written.add(row[0])
         yield row
 
 
@@ -125,10 +140,17 @@ class Actions(ActionDays):
         (id, started_at): gone, or moved to a chunk not written yet — `delete_unwritten`
         tells them apart once every chunk is written. Holds only this chunk's ids."""
         rows = _action_tuples(actions, costs, fingerprints, cost_factor)
-        written: set[str] = set()
+        lo, hi = iso(chunk[0]), iso(chunk[1])
+        written: set[str] = set()  # the ids written into the chunk's stored range
         with self.transaction():
-            self._executemany(_UPSERT_ACTION_SQL, _remember(rows, written))
-            stored = self._tuples(_STARTS_IN_WINDOW_SQL, (iso(chunk[0]), iso(chunk[1])))
+            self._executemany(_UPSERT_ACTION_SQL, _remember_in(rows, written, lo, hi))
+            # every row written is stored: when the range holds no more rows than were
+            # written into it, none of its rows went unwritten (the usual case: its ids
+            # are not read back)
+            ((stored_count,),) = self._tuples(_COUNT_IN_WINDOW_SQL, (lo, hi))
+            if stored_count == len(written):
+                return []
+            stored = self._tuples(_STARTS_IN_WINDOW_SQL, (lo, hi))
         return [(i, started) for i, started in stored if i not in written]
 
     def delete_unwritten(self, unwritten: Iterable[tuple[str, str]]) -> None:

@@ -28,26 +28,27 @@ class FindingChanges:
     resolved_ids: list[str]
 
 
-def _finding_row(f: Finding, run_id: str) -> dict[str, Any]:
-    return {
-        "id": f.id,
-        "kind": f.kind,
-        "key": f.key,
-        "severity": f.severity,
-        "status": "open",
-        "session_id": f.session_id,
-        "agent": f.agent,
-        "action_name": f.action_name,
-        "action_ids": to_json(list(f.action_ids)),
-        "started_at": bound(f.started_at),
-        "wasted_awu": float(f.wasted_awu),
-        "wasted_usd": float(f.wasted_usd),
-        "explanation": f.explanation,
-        "detail": to_json(dict(f.detail)),
-        "first_seen_run": run_id,
-        "last_seen_run": run_id,
-        "resolved_run": None,
-    }
+_FINDING_COLUMNS = (
+    "id", "kind", "key", "severity", "status", "session_id", "agent", "action_name",
+    "action_ids", "started_at", "wasted_awu", "wasted_usd", "explanation", "detail",
+    "first_seen_run", "last_seen_run", "resolved_run",
+)  # fmt: skip
+# one prepared statement over tuples (sqlite-utils' upsert_all built its SQL and converted
+# every value again per batch: ~40 µs a finding): a stored finding keeps its first_seen_run
+_UPSERT_FINDING_SQL = (
+    f"INSERT INTO findings ({', '.join(_FINDING_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_FINDING_COLUMNS))}) ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _FINDING_COLUMNS[1:] if c != "first_seen_run")
+)
+
+
+def _finding_row(f: Finding, run_id: str) -> tuple[Any, ...]:
+    """`f` open as of `run_id`, as a row of _FINDING_COLUMNS."""
+    return (
+        f.id, f.kind, f.key, f.severity, "open", f.session_id, f.agent, f.action_name,
+        to_json(list(f.action_ids)), bound(f.started_at), float(f.wasted_awu),
+        float(f.wasted_usd), f.explanation, to_json(dict(f.detail)), run_id, run_id, None,
+    )  # fmt: skip
 
 
 class Findings(StoreBase):
@@ -78,17 +79,7 @@ class Findings(StoreBase):
                 before = self._statuses(list(by_id))
                 new_ids += [fid for fid in by_id if fid not in before]
                 reopened += [fid for fid in by_id if before.get(fid) == "resolved"]
-                # first_seen_run is written only when the finding is new
-                self._upsert(
-                    "findings",
-                    (
-                        row
-                        if fid not in before
-                        else {k: v for k, v in row.items() if k != "first_seen_run"}
-                        for fid, row in by_id.items()
-                    ),
-                    "id",
-                )
+                self._executemany(_UPSERT_FINDING_SQL, by_id.values())
             candidates = self._tuples(
                 'SELECT "id" FROM findings WHERE "status" = \'open\' '
                 'AND "started_at" >= ? AND "started_at" < ? ORDER BY "started_at", "id"',

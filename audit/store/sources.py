@@ -393,31 +393,35 @@ class Sources(Quality, Basis):
         *,
         use_awi: bool = True,
         use_elf: bool = True,
-    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        """Exactly the rows the actions starting in `chunk` [c0, c1) are built from, as
-        tuples of `awi_columns` and `log_columns`: the AgentWorkItem records started in it
-        (`use_awi`) with every log row of theirs, any day (`use_elf`); and for actions
-        only the log files hold (`use_elf`), every row, any day, of each group — rows of
-        one WORK_ITEM_ID, else of one REQUEST_ID — that has a row in the chunk and no
-        record among the sources used. The engine keeps the groups whose earliest row is
-        in the chunk. A bound with sub-millisecond digits is widened to the next stored
-        millisecond: the engine compares exactly."""
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[str, Any]], list[tuple[Any, ...]]]:
+        """Exactly the rows the actions starting in `chunk` [c0, c1) are built from: the
+        AgentWorkItem records started in it (`use_awi`), as tuples of `awi_columns`; every
+        log row of theirs, any day (`use_awi` and `use_elf`), as (record Id, tokens) — all
+        a record's log rows add to its action (SPEC §3.3) —; and for actions only the log
+        files hold (`use_elf`), every row, any day, of each group — rows of one
+        WORK_ITEM_ID, else of one REQUEST_ID — that has a row in the chunk and no record
+        among the sources used, as tuples of `log_columns`. The engine keeps the groups
+        whose earliest row is in the chunk. A bound with sub-millisecond digits is widened
+        to the next stored millisecond: the engine compares exactly."""
         c0, c1 = iso(chunk[0]), ceil_ms(chunk[1])
-        awi_sql = ", ".join(awi_columns)
-        cols = ", ".join(f"e.{c}" for c in log_columns)
         awi_rows: list[tuple[Any, ...]] = []
+        record_tokens: list[tuple[str, Any]] = []
         log_rows: list[tuple[Any, ...]] = []
         if use_awi:
             awi_rows = self._tuples(
-                f"SELECT {awi_sql} FROM awi_records WHERE started_at >= ? AND started_at < ?",
+                f"SELECT {', '.join(awi_columns)} FROM awi_records "
+                "WHERE started_at >= ? AND started_at < ?",
                 [c0, c1],
             )
         if use_awi and use_elf:
-            log_rows = self._tuples(_RECORD_LOGS_SQL.format(cols=cols), [c0, c1, c0, c1])
+            record_tokens = self._tuples(
+                _RECORD_LOGS_SQL.format(cols="a.id, e.tokens"), [c0, c1, c0, c1]
+            )
         if use_elf:
+            cols = ", ".join(f"e.{c}" for c in log_columns)
             no_record = _NO_RECORD if use_awi else ""
-            log_rows += self._tuples(_LOG_ONLY_SQL.format(cols=cols, no_record=no_record), [c0, c1])
-        return awi_rows, log_rows
+            log_rows = self._tuples(_LOG_ONLY_SQL.format(cols=cols, no_record=no_record), [c0, c1])
+        return awi_rows, record_tokens, log_rows
 
     def agent_names_for(self, window: tuple[datetime, datetime]) -> dict[str, str]:
         """Agent id (first 15 characters) → name, from the AgentWorkItem records a day

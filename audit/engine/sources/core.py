@@ -74,6 +74,7 @@ def reconcile_tuples(
     use_awi: bool = True,
     use_elf: bool = True,
     names: Mapping[str, str] | None = None,
+    record_tokens: Iterable[tuple[str, Any]] = (),
 ) -> list[Action]:
     """Merge both sources and keep the actions whose started_at lies in [start, end).
 
@@ -83,19 +84,29 @@ def reconcile_tuples(
     tokens and AWU_COUNT are summed, started_at is the earliest row's. An ELF-only action
     takes its fields from the CSV, and its agent's name from `names` (agent id's first 15
     characters → name; default: the names `awi_rows` carry, see `agent_names`).
+
+    `record_tokens`: log rows known to belong to a record among `awi_rows`, as (its Id,
+    TOTAL_TOKENS) — of such a row only its tokens count, so the store need not read the
+    rest (`Store.core_chunk`); they are added to those `elf_rows` hold.
     """
     start, end = window
     awi = {str(r[_A_ID]): r for r in awi_rows} if use_awi else {}
     groups: dict[str, list[Row]] = defaultdict(list)
+    logged: dict[str, int] = {}  # record Id → TOTAL_TOKENS of its log rows
     if use_elf:
+        for key, tokens in record_tokens:
+            logged[key] = logged.get(key, 0) + int(tokens or 0)
         for row in elf_rows:
             groups[str(row[_E_WORK_ITEM] or row[_E_REQUEST])].append(row)
 
     actions: list[Action] = []
     for key, rec in awi.items():
         group = groups.pop(key, None)
-        elf_tokens = sum(int(r[_E_TOKENS] or 0) for r in group) if group else None
-        action = _from_awi(rec, source="both" if group else "awi", elf_tokens=elf_tokens)
+        elf_tokens = logged.get(key)
+        if group:
+            elf_tokens = (elf_tokens or 0) + sum(int(r[_E_TOKENS] or 0) for r in group)
+        source = "awi" if elf_tokens is None else "both"
+        action = _from_awi(rec, source=source, elf_tokens=elf_tokens)
         if start <= action.started_at < end:
             actions.append(action)
     if names is None:
