@@ -13,10 +13,11 @@ import re
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import partial
-from operator import is_not
+from operator import is_not, itemgetter
 from typing import Any
 
 from connector.checks import BadValue
+from connector.ids import extend_15
 
 __all__ = [
     "Fast",
@@ -32,6 +33,7 @@ __all__ = [
 Fast = Callable[[list[Any]], "list[Any] | None"]
 
 _not_none = partial(is_not, None)
+_first = itemgetter(slice(0, 1))  # a string's first character ("" for "")
 # in [EARLIEST, LATEST) by the year alone (both shapes are UTC); that each date and time
 # exists is left to datetime.fromisoformat
 _STAMP = r"20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}"
@@ -68,9 +70,11 @@ def _joined(values: Iterable[Any]) -> str | None:
         return None
 
 
-def fast_ids(*, required: bool) -> Fast:
-    """Ids that are all 18 ASCII letters and digits (or None, when optional) stand as
-    they are: `check_id` returns such an id unchanged."""
+def fast_ids(*, required: bool, short: bool = False) -> Fast:
+    """Ids that are all 18 ASCII letters and digits (or None, when optional) stand as they
+    are, as `check_id` returns them; with `short`, 15-character ones too (log files), each
+    distinct one extended to 18 characters once."""
+    lengths = {15, 18} if short else {18}
 
     def fast(values: list[Any]) -> list[Any] | None:
         present = values if required else list(filter(_not_none, values))
@@ -79,9 +83,10 @@ def fast_ids(*, required: bool) -> Fast:
             return None
         if not present:
             return values  # all None, and optional
-        if set(map(len, present)) != {18} or not (joined.isascii() and joined.isalnum()):
+        if not set(map(len, present)) <= lengths or not (joined.isascii() and joined.isalnum()):
             return None
-        return values
+        extended = {v: extend_15(v) for v in set(present) if len(v) == 15}
+        return list(map(extended.get, values, values)) if extended else values
 
     return fast
 
@@ -101,7 +106,8 @@ def fast_text(values: list[Any]) -> list[Any] | None:
 
 
 def fast_counts(bound: int) -> Fast:
-    """JSON numbers that are all whole floats (or all ints) in [0, bound]."""
+    """JSON numbers that are all whole floats (or all ints) in [0, bound], or text that is
+    all plain digits (log files), up to bound."""
 
     def fast(values: list[Any]) -> list[Any] | None:
         kinds = set(map(type, values))
@@ -112,6 +118,12 @@ def fast_counts(bound: int) -> Fast:
             return list(map(int, values)) if _in_range(values, bound) else None
         if kinds == {int}:
             return values if _in_range(values, bound) else None
+        if kinds == {str}:  # plain ASCII digits (log files)
+            joined = "".join(values)
+            if not (joined.isdigit() and joined.isascii()) or "" in values:
+                return None
+            whole = list(map(int, values))
+            return whole if max(whole) <= bound else None
         return None
 
     return fast
@@ -122,10 +134,19 @@ def _in_range(values: list[Any], bound: float) -> bool:
 
 
 def fast_amounts(bound: float) -> Fast:
-    """JSON numbers that are all finite floats in [0, bound]."""
+    """JSON numbers that are all finite floats in [0, bound], or text (log files) that all
+    starts with a digit and reads as such a float — as `check_amount` takes either."""
 
     def fast(values: list[Any]) -> list[Any] | None:
-        if set(map(type, values)) != {float} or not all(map(math.isfinite, values)):
+        kinds = set(map(type, values))
+        if kinds == {str}:
+            if not all(map(str.isdigit, map(_first, values))):
+                return None
+            try:
+                values = list(map(float, values))
+            except ValueError:
+                return None
+        elif kinds != {float} or not all(map(math.isfinite, values)):
             return None
         return values if _in_range(values, bound) else None
 

@@ -125,3 +125,67 @@ def test_a_bad_value_keeps_the_first_column_that_failed_its_row() -> None:
     checked_column(["0055g00lwncOrhWAAS", "bad"], ids, fast_ids(required=True), bad)
     checked_column([1.0, -1.0], counts, fast_counts(BOUND), bad)
     assert {i: (b.field, b.reason) for i, b in bad.items()} == {1: ("id", "bad_id")}
+
+
+def test_log_rows_read_a_block_at_a_time_are_the_rows_read_one_by_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """parse_logfile checks a block of rows a column at a time; every row must come out
+    as `_row` makes it alone: good, bad (reason, field, line, id, start) or settled."""
+    import csv
+    import io
+
+    from connector import logfiles
+    from connector.logfiles import ELF_COLUMNS, _row, parse_logfile
+
+    good = ["AgentAction", "2026-09-30T02:57:26.245Z", "req", "00D5g00b74xrTngEAE",
+            "0055g00lwncOrhW", "s-1", "0Xx5g00630j1RslCAE", "SendReply", "Response", "Text",
+            "Success", "2161", "540", "2701", "1.0", "1AW5g00VbwRtAKZ"]  # fmt: skip
+    changes: list[dict[int, str]] = [
+        {}, {4: "0055g00lwncOrhWAAS"}, {15: ""}, {4: ""}, {13: "-5"}, {13: "12.5"}, {12: ""},
+        {14: "abc"}, {14: ""}, {1: "2026-02-30T00:00:00.000Z"}, {1: ""}, {2: ""},
+        {6: "0Xx5g"}, {9: ""}, {10: ""}, {5: "Amélie"}, {5: "bad \udcff"},
+        {11: "1e30"}, {13: str(BOUND + 1)}, {15: "1AW5g00VbwRtAKZGE3"}, {14: "2"},
+    ]  # fmt: skip
+    rows = []
+    for n in range(2500):
+        row = [*good]
+        row[2] = f"req-{n % 2300}"  # some REQUEST_IDs twice
+        for at, value in changes[n % len(changes)].items():
+            row[at] = value
+        rows.append(row)
+    # the second block (rows 1000-1999) goes row by row: a short row, another event type
+    # and a blank line; the others are read a column at a time
+    rows[1200] = rows[1200][:5]
+    rows[1500][0] = "Other"
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(ELF_COLUMNS)
+    writer.writerows(rows[:1900])
+    out.write("\n")  # a blank line
+    writer.writerows(rows[1900:])
+    body = out.getvalue().encode("utf-8", errors="surrogateescape")
+
+    def settled(rid: str) -> bool:
+        return rid.endswith("7")
+
+    alone: list[int] = []
+
+    def counted(row: list[str], *args: Any) -> Any:
+        alone.append(1)
+        return _row(row, *args)
+
+    monkeypatch.setattr(logfiles, "_row", counted)
+    got = list(parse_logfile(io.BytesIO(body), None, max_tokens=BOUND, settled=settled))
+    monkeypatch.undo()
+    assert 1000 <= len(alone) < 1200  # the second block, and the rows beyond ASCII
+    index = {name: i for i, name in enumerate(ELF_COLUMNS)}
+    text = body.decode("utf-8", errors="surrogateescape").splitlines()[1:]
+    want = [
+        parsed
+        for line, row in enumerate(csv.reader(text), 2)
+        if (parsed := _row(row, index, len(ELF_COLUMNS), line, BOUND, settled)) is not None
+    ]
+    assert got == want
+    kinds = {(r.event is not None, r.bad.reason if r.bad else None) for r in got}
+    assert len(kinds) >= 8  # good, settled and several kinds of bad rows were compared

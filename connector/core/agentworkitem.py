@@ -219,7 +219,8 @@ class AgentWorkItemSync:
             for _, api, exact, check, fast in self._plan
         ]
         names = [logical for logical, *_ in self._plan]
-        rows = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+        # a name per value by construction: strict only once, on the columns
+        rows = [dict(zip(names, vs, strict=False)) for vs in zip(*columns, strict=True)]
         if not bad:
             return rows, []  # type: ignore[return-value]  # keys: AWI_FIELD_DEFAULTS' + two
         start_field = self.fields["started_at"]
