@@ -1,9 +1,10 @@
-"""The value checks of `connector.checks`, a column at a time: a page of records is checked a
-field at a time, and a column whose every value has a common wire shape (an 18-character
-id, ASCII or valid UTF-8 text, JSON numbers in range, `…+0000` / `…Z` datetimes) is decided
-by a few C-level passes over the whole column (one join, one regex, `map`) instead of a
-Python call per value. A column that is not wholly in those shapes is checked value by value
-with the checks themselves, so every value gets exactly the outcome its own check gives.
+"""The value checks of `connector.checks`, a column at a time: a page of AgentWorkItem
+records, or a block of log rows, is checked a field at a time, and a column whose every
+value has a common wire shape (15/18-character ids, ASCII or valid UTF-8 text, numbers in
+range, `…+0000` / `…Z` datetimes) is decided by a few C-level passes over the whole column
+(one join, one regex, `map`) instead of a Python call per value. A column that is not wholly
+in those shapes is checked value by value with the checks themselves, so every value gets
+exactly the outcome its own check gives.
 """
 
 from __future__ import annotations
