@@ -118,3 +118,20 @@ def test_check_datetime(value: str, expected: Any) -> None:
 )
 def test_check_id(value: str, expected: Any) -> None:
     assert _outcome(check_id, value, required=True) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("001D000000IqhSL", "001D000000IqhSLIAZ"),  # Salesforce's own example
+        ("0055g00lwncOrhW", "0055g00lwncOrhWAAS"),
+        ("aaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaaAAA"),
+        ("ZZZZZZZZZZZZZZZ", "ZZZZZZZZZZZZZZZ555"),
+        ("A0000B0000C0000", "A0000B0000C0000BBB"),
+        ("ÀBCDEFGHIJKLMNO", "ÀBCDEFGHIJKLMNO455"),  # À is not A–Z: no bit, as before
+    ],
+)
+def test_extend_15(value: str, expected: str) -> None:
+    from connector.ids import _extend_any, extend_15
+
+    assert extend_15(value) == expected == _extend_any(value)

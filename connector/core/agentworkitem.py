@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from functools import partial
+from operator import itemgetter
+from typing import Any
 
 from connector.checks import (
     BadValue,
@@ -23,6 +25,15 @@ from connector.checks import (
     shown,
 )
 from connector.client import SalesforceClient
+from connector.columns import (
+    Fast,
+    checked_column,
+    fast_amounts,
+    fast_counts,
+    fast_datetimes,
+    fast_ids,
+    fast_text,
+)
 from connector.config import AWI_FIELD_DEFAULTS, ConnectorConfig
 from connector.errors import SetupError
 from connector.intervals import merge_intervals, subtract_intervals
@@ -95,9 +106,9 @@ class AgentWorkItemSync:
         self._select = ", ".join(
             dict.fromkeys([*self.fields.values(), "CreatedDate", "SystemModstamp"])
         )
-        #: (logical name, API name or None, its check) for every logical field, in order,
-        #: for the token bound it was made for
-        self._plan: list[tuple[str, str | None, Callable[[Any], Any]]] = []
+        #: how each field of a record is read and checked (`_plan`), for the token bound it
+        #: was made for
+        self._plan: _Plan = []
         self._plan_bound: int | None = None
 
     def sync(self, sink: SyncSink, window: Window | None) -> None:
@@ -164,14 +175,7 @@ class AgentWorkItemSync:
         counted: a re-read (lookback, a resumed run) fetches nothing twice."""
         done = 0
         for page in self.client.query_pages(soql):
-            rows: list[AwiRecord] = []
-            bad: list[BadRecord] = []
-            for rec in page:
-                checked = self._record(rec)
-                if "reason" in checked:
-                    bad.append(cast(BadRecord, checked))
-                else:
-                    rows.append(checked)
+            rows, bad = self._checked(page)
             stored = sink.awi_modstamps([r["id"] for r in rows])
             rows = [
                 r for r in rows if r["id"] not in stored or stored[r["id"]] != r["system_modstamp"]
@@ -198,34 +202,84 @@ class AgentWorkItemSync:
     def _record(self, rec: dict[str, Any]) -> AwiRecord | BadRecord:
         """The record in logical names, every value checked (SPEC §3.5): the first value
         that cannot be data makes it a bad record instead."""
-        # the SELECT used describe's canonical names, which is how records come back; the
-        # case-insensitive lookup is only a fallback
-        lower: dict[str, Any] | None = None
-        row: dict[str, Any] = {}
+        rows, bad = self._checked([rec])
+        return bad[0] if bad else rows[0]
+
+    def _checked(self, page: list[dict[str, Any]]) -> tuple[list[AwiRecord], list[BadRecord]]:
+        """The page's records in logical names, checked a field (a column) at a time, and
+        its bad records: each reports the first field, in the order of the plan, whose value
+        cannot be data — what checking it record by record would report."""
         bound = self.cfg.sync.max_tokens_per_action
         if bound != self._plan_bound:
             self._plan_bound = bound
-            self._plan = [
-                (logical, self.fields.get(logical), _checker(logical, bound))
-                for logical in AWI_FIELD_DEFAULTS
-            ]
+            self._plan = _plan(self.fields, bound)
+        bad: dict[int, BadValue] = {}
+        columns = [
+            checked_column(self._column(page, api, exact), check, fast, bad)
+            for _, api, exact, check, fast in self._plan
+        ]
+        names = [logical for logical, *_ in self._plan]
+        # a name per value by construction: strict only once, on the columns
+        rows = [dict(zip(names, vs, strict=False)) for vs in zip(*columns, strict=True)]
+        if not bad:
+            return rows, []  # type: ignore[return-value]  # keys: AWI_FIELD_DEFAULTS' + two
+        start_field = self.fields["started_at"]
+        return (
+            [row for i, row in enumerate(rows) if i not in bad],  # type: ignore[misc]
+            [
+                _bad_record(page[i], why, self.fields.get(why.field, why.field), start_field)
+                for i, why in sorted(bad.items())
+            ],
+        )
+
+    @staticmethod
+    def _column(page: list[dict[str, Any]], api: str | None, exact: bool) -> list[Any]:
+        """One field's values. The SELECT used describe's canonical names, which is how
+        records come back; a case-insensitive lookup (unless `exact`) is only a fallback."""
+        if api is None:
+            return [None] * len(page)
         try:
-            for logical, api, check in self._plan:
-                value = rec.get(api) if api else None
-                if value is None and api and api not in rec:
-                    lower = lower or {k.lower(): v for k, v in rec.items()}
-                    value = lower.get(api.lower())
-                row[logical] = check(value)
-            for api, logical in (
-                ("CreatedDate", "created_date"),
-                ("SystemModstamp", "system_modstamp"),
-            ):
-                row[logical] = check_datetime(rec.get(api), api, required=False)
-        except BadValue as bad:
-            return _bad_record(
-                rec, bad, self.fields.get(bad.field, bad.field), self.fields["started_at"]
-            )
-        return row  # type: ignore[return-value]  # keys are AWI_FIELD_DEFAULTS' + two
+            return list(map(itemgetter(api), page))
+        except KeyError:
+            pass
+        if exact:
+            return [rec.get(api) for rec in page]
+        return [
+            rec[api] if api in rec else {k.lower(): v for k, v in rec.items()}.get(api.lower())
+            for rec in page
+        ]
+
+
+#: (logical name, API name or None, exact name only, its check, its column shortcut)
+_Plan = list[tuple[str, str | None, bool, Callable[[Any], Any], Fast | None]]
+
+
+def _plan(fields: dict[str, str], bound: int) -> _Plan:
+    """How each field of a record is read and checked, in order, for the token bound."""
+    plan: _Plan = [
+        (logical, fields.get(logical), False, _checker(logical, bound), _fast(logical, bound))
+        for logical in AWI_FIELD_DEFAULTS
+    ]
+    for api, logical in (("CreatedDate", "created_date"), ("SystemModstamp", "system_modstamp")):
+        check = partial(check_datetime, field=api, required=False)
+        plan.append((logical, api, True, check, fast_datetimes))
+    return plan
+
+
+def _fast(logical: str, bound: int) -> Fast | None:
+    """The column shortcut of one logical field's check."""
+    if logical in _CHECKS:
+        return {
+            "id": fast_ids(required=True),
+            "user_id": fast_ids(required=False),
+            "case_id": fast_ids(required=False),
+            "prompt_tokens": fast_counts(bound),
+            "completion_tokens": fast_counts(bound),
+            "tokens": fast_counts(bound),
+            "reported_awu": fast_amounts(bound),
+            "started_at": fast_datetimes,
+        }[logical]
+    return fast_text
 
 
 def _checker(logical: str, bound: int) -> Callable[[Any], Any]:
