@@ -69,7 +69,13 @@ _LAUNCH = (
 
 
 def child(argv: list[str], *, env: dict[str, str] | None = None) -> Measure:
-    """Run `argv`, return its wall time, its own peak RSS and its stdout (JSON if it is)."""
+    """Run `argv`, return its wall time, its own peak RSS and its stdout (JSON if it is).
+
+    Dirty pages an earlier step left (the write floor's whole store, a first run's) are
+    flushed first: otherwise the kernel writes them back during this step, whose own syncs
+    then wait behind them (a quiet re-run measured 0.79 s after the write floor, 0.47 s alone).
+    """
+    os.sync()
     started = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen([PY, "-c", _LAUNCH, *argv], stdout=out, stderr=err, env=env)
