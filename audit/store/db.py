@@ -36,6 +36,10 @@ __all__ = [
 IN_CHUNK = 500
 _UPSERT_BATCH = 5000
 _BUSY_TIMEOUT_MS = 10_000
+#: SQLite's page cache for the store's connection, in KiB (its default is 2,000): a first
+#: run inserts into indexes far larger than that in key order unrelated to theirs, and
+#: every page pushed out is read back (and, mid-transaction, written twice)
+_CACHE_KIB = 32 * 1024
 
 V = TypeVar("V")
 
@@ -88,6 +92,7 @@ def open_database(path: Path) -> sqlite_utils.Database:
                 raise StoreError(f"store {path}: cannot switch to WAL journal mode ({mode})")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+            conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
             db = sqlite_utils.Database(conn)
             migrate(db, path=path)
             return db
