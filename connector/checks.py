@@ -133,8 +133,12 @@ def check_count(value: Any, field: str, *, required: bool, bound: int) -> int | 
         return int(value)
     if kind is int and 0 <= value <= bound:
         return value  # type: ignore[no-any-return]  # an int, as `kind` says
-    if kind is str and value.isdigit() and value.isascii() and int(value) <= bound:
-        return int(value)  # plain digits (log files)
+    if kind is str and value.isdigit() and value.isascii():  # plain digits (log files)
+        # by length first: int() refuses text of more than 4,300 digits with a ValueError
+        digits = value.lstrip("0")
+        if len(digits) <= len(str(bound)) and int(digits or "0") <= bound:
+            return int(digits or "0")
+        raise BadValue("too_large", field, value)
     number = _bounded(value, field, required=required, bound=bound)
     if number is None:
         return None

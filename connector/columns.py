@@ -123,6 +123,9 @@ def fast_counts(bound: int) -> Fast:
             joined = "".join(values)
             if not (joined.isdigit() and joined.isascii()) or "" in values:
                 return None
+            if max(map(len, values)) > len(str(bound)):
+                return None  # the value checks say which is too large (and int() refuses
+                # text of more than 4,300 digits)
             whole = list(map(int, values))
             return whole if max(whole) <= bound else None
         return None

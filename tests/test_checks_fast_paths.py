@@ -45,6 +45,8 @@ def _outcome(check: Any, value: Any, **kw: Any) -> Any:
         (BOUND + 1, ("bad", "too_large")),
         (float(BOUND + 1), ("bad", "too_large")),
         (str(BOUND + 1), ("bad", "too_large")),
+        ("9" * 5000, ("bad", "too_large")),  # int() refuses more than 4,300 digits
+        ("0" * 5000 + "7", 7),
         (math.inf, ("bad", "not_finite")),
         (math.nan, ("bad", "not_finite")),
         ("nan", ("bad", "not_finite")),

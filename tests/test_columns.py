@@ -54,6 +54,10 @@ def _agrees(check: Any, fast: Fast, values: list[Any]) -> None:
 _COUNTS = [5546.0, 0.0, -0.0, float(BOUND), 12.0]
 _COUNT_EDGES = [5546, 7.5, -1.0, float(BOUND + 1), math.inf, math.nan, -math.inf, True, None,
                 "", "12", 1e30, BOUND + 1, -1]  # fmt: skip
+# log files' counts are text; int() refuses text of more than 4,300 digits
+_COUNT_TEXTS = ["5546", "0", str(BOUND), "0012"]
+_COUNT_TEXT_EDGES = ["9" * 5000, "0" * 5000 + "7", str(BOUND + 1), "12a", "", "-1", "１２",
+                     " 12", "12.0"]  # fmt: skip
 _AMOUNTS = [1.0, 0.0, 1.5, float(BOUND), 0.25]
 _AMOUNT_EDGES = [1, -0.5, BOUND + 0.5, math.inf, math.nan, None, "1.0", True, 1e308]
 _IDS = ["0055g00lwncOrhWAAS", "1AW5g00VbwRtAK1GEN", "a0B5g00000AbCdEFGH"]
@@ -84,6 +88,8 @@ CASES: list[tuple[str, Any, Fast, list[Any], list[Any]]] = [
      _COUNTS, _COUNT_EDGES),
     ("count ints", partial(check_count, field="F", required=False, bound=BOUND),
      fast_counts(BOUND), [1, 0, BOUND], _COUNT_EDGES),
+    ("count text", partial(check_count, field="F", required=False, bound=BOUND),
+     fast_counts(BOUND), _COUNT_TEXTS, _COUNT_TEXT_EDGES),
     ("amount", partial(check_amount, field="F", required=False, bound=BOUND),
      fast_amounts(BOUND), _AMOUNTS, _AMOUNT_EDGES),
     ("id", partial(check_id, field="F", required=True), fast_ids(required=True), _IDS,
