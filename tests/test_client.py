@@ -358,3 +358,36 @@ def test_a_damaged_key_file_is_one_setup_error(small_snap: Path, tmp_path: Path)
         path.chmod(0o600)
         with pytest.raises(SetupError, match=rf"{field}\.key is a damaged RSA key"):
             load_private_key(path)
+
+
+def test_a_key_with_a_composite_prime_is_refused(tmp_path: Path) -> None:
+    """A key whose p is not prime can pass every arithmetic relation between its parts and
+    still sign wrongly: the signature made on load must verify with its public half."""
+    import math
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from connector.errors import SetupError
+
+    def prime(bits: int) -> int:
+        return rsa.generate_private_key(65537, 2 * bits).private_numbers().p  # p has half
+
+    e = 65537
+    while True:  # p: a product of two primes; q: a prime; e must invert mod both p-1, q-1
+        p, q = prime(512) * prime(512), prime(1024)
+        if math.gcd(e, p - 1) == 1 and math.gcd(e, q - 1) == 1 and math.gcd(p, q) == 1:
+            break
+    d = pow(e, -1, (p - 1) * (q - 1) // math.gcd(p - 1, q - 1))
+    key = rsa.RSAPrivateNumbers(
+        p=p, q=q, d=d, dmp1=d % (p - 1), dmq1=d % (q - 1), iqmp=pow(q, -1, p),
+        public_numbers=rsa.RSAPublicNumbers(e, p * q),
+    ).private_key(unsafe_skip_rsa_key_validation=True)  # fmt: skip
+    path = tmp_path / "composite.key"
+    path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ))  # fmt: skip
+    path.chmod(0o600)
+    with pytest.raises(SetupError, match=r"composite\.key is a damaged RSA key"):
+        load_private_key(path)
