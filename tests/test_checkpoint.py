@@ -72,3 +72,19 @@ def test_a_store_that_only_reads_starts_no_thread(tmp_path: Path) -> None:
     with Store.open(path, readonly=True) as store:
         store.count("actions")
         assert _thread_of(store) is None
+
+
+def test_a_store_moved_away_is_not_created_again_by_the_thread(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = Store.open(path)
+    try:
+        store._checkpoints.stop()  # as if no commit had started it yet (the run lock held)
+        store._checkpoints = type(store._checkpoints)(str(path))
+        path.rename(tmp_path / "moved.db")
+        _write_blob(store)
+        thread = _thread_of(store)
+        assert thread is not None
+        store._checkpoints.stop()
+        assert not path.exists()
+    finally:
+        store.close()

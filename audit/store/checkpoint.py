@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import urllib.parse
 
 __all__ = ["BACKSTOP_PAGES", "Checkpointer"]
 
@@ -44,10 +45,12 @@ class Checkpointer:
 
     def committed(self) -> None:
         if self._thread is None and not self._stop.is_set():
-            self._thread = threading.Thread(
-                target=self._run, name="awu-store-checkpoint", daemon=True
-            )
-            self._thread.start()
+            thread = threading.Thread(target=self._run, name="awu-store-checkpoint", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # no new thread (interpreter shutting down): the commit
+                return  # stands, and the committing connection's backstop checkpoints
+            self._thread = thread
         self._wake.set()
 
     def stop(self) -> None:
@@ -60,7 +63,14 @@ class Checkpointer:
 
     def _run(self) -> None:
         try:
-            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            # mode=rw: a store moved or deleted meanwhile is not created again (empty, and
+            # with the default mode) — the thread just has nothing to checkpoint
+            conn = sqlite3.connect(
+                f"file:{urllib.parse.quote(self._path)}?mode=rw",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+            )
         except sqlite3.Error:
             return  # the committing connection's backstop checkpoints instead
         try:
