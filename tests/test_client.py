@@ -335,10 +335,21 @@ def test_a_ca_bundle_that_holds_no_certificate_is_one_setup_error(tmp_path: Path
     assert SetupError.exit_code == 2
 
 
+def _write_key(key: Any, path: Path) -> Path:
+    """`key` as an unencrypted PKCS#8 PEM file at `path`, mode 0600."""
+    from cryptography.hazmat.primitives import serialization
+
+    path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ))  # fmt: skip
+    path.chmod(0o600)
+    return path
+
+
 def test_a_damaged_key_file_is_one_setup_error(small_snap: Path, tmp_path: Path) -> None:
     """Keys load without cryptography's slow checks (the file is the user's own); a key
     whose parts disagree is still refused by name, before any request."""
-    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     from connector.errors import SetupError
@@ -350,12 +361,7 @@ def test_a_damaged_key_file_is_one_setup_error(small_snap: Path, tmp_path: Path)
             | {field: getattr(parts, field) + 2},
             public_numbers=parts.public_numbers,
         ).private_key(unsafe_skip_rsa_key_validation=True)
-        path = tmp_path / f"{field}.key"
-        path.write_bytes(damaged.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ))  # fmt: skip
-        path.chmod(0o600)
+        path = _write_key(damaged, tmp_path / f"{field}.key")
         with pytest.raises(SetupError, match=rf"{field}\.key is a damaged RSA key"):
             load_private_key(path)
 
@@ -365,7 +371,6 @@ def test_a_key_with_a_composite_prime_is_refused(tmp_path: Path) -> None:
     still sign wrongly: the signature made on load must verify with its public half."""
     import math
 
-    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     from connector.errors import SetupError
@@ -383,11 +388,6 @@ def test_a_key_with_a_composite_prime_is_refused(tmp_path: Path) -> None:
         p=p, q=q, d=d, dmp1=d % (p - 1), dmq1=d % (q - 1), iqmp=pow(q, -1, p),
         public_numbers=rsa.RSAPublicNumbers(e, p * q),
     ).private_key(unsafe_skip_rsa_key_validation=True)  # fmt: skip
-    path = tmp_path / "composite.key"
-    path.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ))  # fmt: skip
-    path.chmod(0o600)
+    path = _write_key(key, tmp_path / "composite.key")
     with pytest.raises(SetupError, match=r"composite\.key is a damaged RSA key"):
         load_private_key(path)
